@@ -1,0 +1,260 @@
+"""The Chain: an ordered, list-like sequence of steps that is itself a Processor.
+
+Consecutive native pedalboard plugins run as one native ``pedalboard.Pedalboard`` (pedalboard cannot
+host Python plugins, its issue #12); our Python processors run between those native segments.
+This module must not import torch: neural steps bring it in only when they are built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pedalboard
+
+from ..effects.combinators import DryWet, Parallel
+from ..effects.native import NativeSegment, walk_plugins
+from ..effects.processor import Processor
+from ..effects.stock import BUILTIN_PLUGINS, check_sample_rate
+from ..errors import ParameterError
+
+StepObject = pedalboard.Plugin | Processor
+
+
+@dataclass
+class Step:
+    """One entry of a Chain: the plugin or processor and the step keywords that apply to any step.
+
+    Args:
+        processor: a native pedalboard plugin (built-in or VST3) or a pedalchain Processor.
+        wet: dry/wet blend, 0.0 (dry only) to 1.0 (processed only); the dry path is latency-aligned.
+        bypass: when True the step is kept (and saved) but does not process.
+        id: an optional name to find the step by (``chain["comp"]``).
+    """
+
+    processor: StepObject
+    wet: float = 1.0
+    bypass: bool = False
+    id: str | None = None
+    origin: str | None = field(default=None, compare=False)
+    """Where the step was defined ("file.yaml:12"), for error messages; not saved."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.processor, (pedalboard.Plugin, Processor)):
+            raise TypeError(
+                f"a chain step must be a pedalboard plugin or a pedalchain Processor, "
+                f"not {type(self.processor).__name__}"
+            )
+        if isinstance(self.wet, bool) or not isinstance(self.wet, (int, float)) or not 0.0 <= self.wet <= 1.0:
+            raise ValueError(f"wet must be a number within [0, 1]; got {self.wet!r}")
+        self.wet = float(self.wet)
+
+
+def _own_stage(processor: StepObject) -> Processor | None:
+    """The Processor that runs ``processor``, or None for a native leaf plugin that joins a NativeSegment.
+
+    pedalboard's own containers become ours: a native ``Mix`` streamed block by block misaligns
+    branches of different latency (measured with pedalboard 0.9.26), so it runs as a :class:`Parallel`.
+    """
+    if isinstance(processor, pedalboard.Mix):
+        return Parallel([Chain(_members(branch)) for branch in processor])
+    if isinstance(processor, pedalboard.PluginContainer):
+        return Chain(list(processor))
+    if isinstance(processor, pedalboard.Plugin):
+        return None
+    return processor
+
+
+def _members(branch: pedalboard.Plugin) -> list[pedalboard.Plugin]:
+    if isinstance(branch, pedalboard.PluginContainer) and not isinstance(branch, pedalboard.Mix):
+        return list(branch)
+    return [branch]
+
+
+class Chain(Processor):
+    """An ordered chain of steps, processed in sequence; list-like and itself a Processor, so chains nest.
+
+    Args:
+        steps: pedalboard plugins, pedalchain Processors or :class:`Step` objects.
+        name: a label, written to YAML by :meth:`save`.
+        loudness_lufs: integrated loudness target (LUFS) applied by the file runner after the chain
+            in a second pass; buffers processed with ``chain(audio, sr)`` are not normalised.
+    """
+
+    def __init__(
+        self,
+        steps: Iterable[StepObject | Step] = (),
+        name: str | None = None,
+        loudness_lufs: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.name = name
+        self.loudness_lufs = loudness_lufs
+        self._steps: list[Step] = [self._as_step(item) for item in steps]
+        self._stages: list[Processor] | None = None
+
+    # -- list-like ----------------------------------------------------------------------------------------
+    @staticmethod
+    def _as_step(item: StepObject | Step, **options: Any) -> Step:
+        return item if isinstance(item, Step) and not options else Step(item, **options)
+
+    def _changed(self) -> None:
+        self._stages = None
+        self._prepared = None
+
+    def __len__(self) -> int:
+        return len(self._steps)
+
+    def __iter__(self) -> Iterator[StepObject]:
+        return (step.processor for step in self._steps)
+
+    def __getitem__(self, key: int | str) -> StepObject:
+        return self.step(key).processor
+
+    def __setitem__(self, index: int, item: StepObject | Step) -> None:
+        self._steps[index] = self._as_step(item)
+        self._changed()
+
+    def __delitem__(self, index: int) -> None:
+        del self._steps[index]
+        self._changed()
+
+    def step(self, key: int | str) -> Step:
+        """The :class:`Step` at an index, or with an ``id``."""
+        if isinstance(key, str):
+            for step in self._steps:
+                if step.id == key:
+                    return step
+            known = [step.id for step in self._steps if step.id]
+            raise KeyError(f"no step with id '{key}'; ids in this chain: {known or 'none'}")
+        return self._steps[key]
+
+    @property
+    def steps(self) -> list[Step]:
+        """The steps (a copy of the list; the Step objects themselves are live)."""
+        return list(self._steps)
+
+    def append(self, item: StepObject | Step, **options: Any) -> None:
+        """Add a step at the end; ``options`` are Step keywords (wet, bypass, id)."""
+        self._steps.append(self._as_step(item, **options))
+        self._changed()
+
+    def insert(self, index: int, item: StepObject | Step, **options: Any) -> None:
+        self._steps.insert(index, self._as_step(item, **options))
+        self._changed()
+
+    def remove(self, item: StepObject) -> None:
+        del self._steps[self.index(item)]
+        self._changed()
+
+    def index(self, item: StepObject) -> int:
+        for position, step in enumerate(self._steps):
+            if step.processor is item:
+                return position
+        raise ValueError(f"{item!r} is not in this chain")
+
+    def __repr__(self) -> str:
+        shown = []
+        for step in self._steps:
+            text = repr(step.processor)
+            extras = [f"id={step.id}"] if step.id else []
+            extras += [f"wet={step.wet:g}"] if step.wet != 1.0 else []
+            extras += ["bypassed"] if step.bypass else []
+            shown.append(f"{text} ({', '.join(extras)})" if extras else text)
+        label = f" '{self.name}'" if self.name else ""
+        return f"<pedalchain.Chain{label} with {len(self)} steps: [{', '.join(shown)}]>"
+
+    # -- conversion ---------------------------------------------------------------------------------------
+    @classmethod
+    def from_pedalboard(cls, board: pedalboard.Pedalboard, name: str | None = None) -> Chain:
+        """A Chain holding the plugins of a live ``pedalboard.Pedalboard`` (VST3 included)."""
+        return cls(list(board), name=name)
+
+    def save(self, path: str | Path) -> None:
+        """Write this chain as YAML (paths relative to the file's folder, VST3 state included)."""
+        from .yaml_io import save_chain
+
+        save_chain(self, path)
+
+    # -- processing ---------------------------------------------------------------------------------------
+    @property
+    def streamable(self) -> bool:  # type: ignore[override]
+        return all(stage.streamable for stage in self.stages())
+
+    def stages(self) -> list[Processor]:
+        """What actually runs: native segments and Python processors, bypassed steps left out."""
+        if self._stages is None:
+            self._stages = self._build_stages()
+        return self._stages
+
+    def _build_stages(self) -> list[Processor]:
+        stages: list[Processor] = []
+        pending: list[pedalboard.Plugin] = []
+        for step in self._steps:
+            if step.bypass or step.wet == 0.0:
+                continue
+            stage = _own_stage(step.processor)
+            if stage is None and step.wet == 1.0:
+                pending.append(step.processor)
+                continue
+            if pending:
+                stages.append(NativeSegment(pending))
+                pending = []
+            if stage is None:
+                stage = NativeSegment([step.processor])
+            stages.append(stage if step.wet == 1.0 else DryWet(stage, step.wet))
+        if pending:
+            stages.append(NativeSegment(pending))
+        return stages
+
+    def check_sample_rate(self, sample_rate: float) -> None:
+        """Refuse settings that are invalid at ``sample_rate`` (e.g. a cutoff above Nyquist)."""
+        for step in self._steps:
+            try:
+                _check_step_sample_rate(step.processor, sample_rate)
+            except ParameterError as error:
+                if step.origin is None or (error.where or "").startswith(step.origin):
+                    raise
+                raise ParameterError(f"{error.where}: {error.message}", where=step.origin) from None
+
+    def _prepare(self, sample_rate: float, num_channels: int) -> int:
+        self.check_sample_rate(sample_rate)
+        return sum(stage.latency_at(sample_rate, num_channels) for stage in self.stages())
+
+    def _reset_state(self) -> None:
+        for stage in self.stages():
+            stage.reset()
+
+    def _process_block(self, audio: np.ndarray, sample_rate: float) -> np.ndarray:
+        stages = self.stages()
+        if not stages:
+            return audio.copy()
+        for stage in stages:
+            audio = stage.process(audio, sample_rate, reset=False)
+        return audio
+
+    def _process_whole(self, audio: np.ndarray, sample_rate: float, buffer_size: int) -> np.ndarray:
+        stages = self.stages()
+        if not stages:
+            return audio.copy()
+        for stage in stages:
+            audio = stage.process(audio, sample_rate, buffer_size, reset=True)
+        return audio
+
+    def _not_streamable_reason(self) -> str:
+        return next(stage._not_streamable_reason() for stage in self.stages() if not stage.streamable)
+
+
+def _check_step_sample_rate(processor: StepObject, sample_rate: float) -> None:
+    if isinstance(processor, Chain):
+        processor.check_sample_rate(sample_rate)
+    elif isinstance(processor, Parallel):
+        for branch in processor.branches:
+            _check_step_sample_rate(branch, sample_rate)
+    elif isinstance(processor, pedalboard.Plugin):
+        for plugin in walk_plugins(processor):
+            if type(plugin).__name__ in BUILTIN_PLUGINS:
+                check_sample_rate(plugin, sample_rate)

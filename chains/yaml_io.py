@@ -1,0 +1,265 @@
+"""Chains to and from YAML, with file:line in every error.
+
+Parsing uses a ``yaml.SafeLoader`` subclass that only records line numbers: no Python tags, ever.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+import tempfile
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import ChainFileError, PedalchainError
+from .engine import Chain, Step
+from .steps import (
+    DEFAULT_PLUGIN_TIMEOUT_S,
+    STEP_KEYWORDS,
+    LoadContext,
+    SaveContext,
+    kind_for,
+    known_keywords,
+    step_kind,
+)
+
+TOP_LEVEL_KEYS = ("name", "description", "steps", "loudness")
+
+
+class _Mapping(dict):
+    """A YAML mapping that remembers its own line and each key's line (1-based)."""
+
+    line: int = 0
+    key_lines: dict[str, int]
+
+
+class _LineLoader(yaml.SafeLoader):
+    pass
+
+
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> _Mapping:
+    loader.flatten_mapping(node)
+    mapping = _Mapping()
+    mapping.line = node.start_mark.line + 1
+    mapping.key_lines = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        line = key_node.start_mark.line + 1
+        if not isinstance(key, str):
+            raise ChainFileError(f"keys must be text, got {key!r}", where=f"line {line}")
+        if key in mapping:
+            raise ChainFileError(f"duplicate key '{key}' (first on line {mapping.key_lines[key]})", where=f"line {line}")
+        mapping[key] = loader.construct_object(value_node, deep=True)
+        mapping.key_lines[key] = line
+    return mapping
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def presets_dir() -> Path:
+    return Path(str(resources.files("pedalchain.chains") / "presets"))
+
+
+def list_presets() -> dict[str, str]:
+    """Shipped preset name -> its ``description`` (or name) line."""
+    presets = {}
+    for path in sorted(presets_dir().glob("*.yaml")):
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        presets[path.stem] = str(data.get("description") or data.get("name") or "")
+    return presets
+
+
+def resolve_chain_path(spec: str | Path) -> Path:
+    """A YAML path as given, or for a bare name (no folder, no suffix) the shipped preset of that name."""
+    path = Path(spec).expanduser()
+    if path.exists():
+        return path
+    text = str(spec)
+    if "/" not in text and os.sep not in text and not path.suffix:
+        preset = presets_dir() / f"{text}.yaml"
+        if preset.exists():
+            return preset
+        names = list(list_presets())
+        close = difflib.get_close_matches(text, names, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise ChainFileError(f"no such chain file or preset{hint} (presets: {', '.join(names)})", where=spec)
+    raise ChainFileError("no such chain file", where=spec)
+
+
+def load_chain(spec: str | Path, plugin_timeout_s: float = DEFAULT_PLUGIN_TIMEOUT_S) -> Chain:
+    """Load a chain from a YAML file, or a shipped preset by bare name (see ``chain presets``)."""
+    path = resolve_chain_path(spec)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ChainFileError(f"cannot read chain file: {error}", where=path) from None
+    return chain_from_yaml(text, source=path, plugin_timeout_s=plugin_timeout_s)
+
+
+def chain_from_yaml(
+    text: str, source: Path | None = None, plugin_timeout_s: float = DEFAULT_PLUGIN_TIMEOUT_S
+) -> Chain:
+    """Build a Chain from YAML text; ``source`` names the file in errors and anchors relative paths."""
+    label = str(source) if source else "<yaml>"
+    try:
+        data = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - _LineLoader is a SafeLoader
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        line = f":{mark.line + 1}" if mark else ""
+        problem = error.problem or "invalid YAML"
+        if "could not determine a constructor" in problem:
+            problem = f"tag {problem.split('tag', 1)[-1].strip()} is not allowed: chain files are plain YAML"
+        raise ChainFileError(problem, where=f"{label}{line}") from None
+    except yaml.YAMLError as error:
+        raise ChainFileError(f"invalid YAML: {error}", where=label) from None
+    except ChainFileError as error:
+        raise ChainFileError(error.message, where=f"{label}:{error.where.removeprefix('line ')}") from None
+    if not isinstance(data, dict):
+        raise ChainFileError("a chain file is a mapping with a 'steps:' list", where=label)
+    for key in data:
+        if key not in TOP_LEVEL_KEYS:
+            close = difflib.get_close_matches(key, TOP_LEVEL_KEYS, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ChainFileError(
+                f"unknown top-level key '{key}'{hint}; allowed: {', '.join(TOP_LEVEL_KEYS)}",
+                where=f"{label}:{data.key_lines[key]}",
+            )
+    if "steps" not in data:
+        raise ChainFileError("missing 'steps:' list", where=f"{label}:{data.line}")
+    base_dir = (source.parent if source else Path.cwd()).resolve()
+    builder = _Builder(label, base_dir, plugin_timeout_s)
+    chain = builder.chain(data["steps"], f"{label}:{data.key_lines['steps']}")
+    chain.name = str(data["name"]) if data.get("name") is not None else (source.stem if source else None)
+    chain.loudness_lufs = _loudness(data, label)
+    return chain
+
+
+def _loudness(data: _Mapping, label: str) -> float | None:
+    value = data.get("loudness")
+    if value is None:
+        return None
+    where = f"{label}:{data.key_lines['loudness']}"
+    if isinstance(value, str) and value.strip().upper().endswith("LUFS"):
+        value = value.strip()[:-4].strip()
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ChainFileError(f"loudness: expects integrated LUFS such as -14, got {value!r}", where=where) from None
+    if isinstance(value, bool) or not math.isfinite(number) or not -70.0 <= number <= 0.0:
+        raise ChainFileError(f"loudness: {number:g} LUFS is out of range [-70, 0] LUFS", where=where)
+    return number
+
+
+class _Builder:
+    def __init__(self, label: str, base_dir: Path, plugin_timeout_s: float) -> None:
+        self.label = label
+        self.context = LoadContext(base_dir, plugin_timeout_s, self.chain)
+
+    def chain(self, steps: Any, where: str) -> Chain:
+        if not isinstance(steps, list):
+            raise ChainFileError("expected a list of steps ('- plugin: ...' lines)", where=where)
+        chain = Chain()
+        ids: set[str] = set()
+        for entry in steps:
+            step = self.step(entry, where)
+            if step.id is not None:
+                if step.id in ids:
+                    raise ChainFileError(f"id '{step.id}' is used twice", where=step.origin)
+                ids.add(step.id)
+            chain.append(step)
+        return chain
+
+    def step(self, entry: Any, parent_where: str) -> Step:
+        if not isinstance(entry, _Mapping):
+            raise ChainFileError(f"a step is a mapping such as '- plugin: Gain', got {entry!r}", where=parent_where)
+        where = f"{self.label}:{entry.line}"
+        kinds = [key for key in entry if key in known_keywords()]
+        if len(kinds) != 1:
+            if kinds:
+                raise ChainFileError(f"a step has exactly one kind, got {' and '.join(kinds)}", where=where)
+            guesses = [difflib.get_close_matches(key, known_keywords(), n=1) for key in entry]
+            guess = next((g[0] for g in guesses if g), None)
+            hint = f" (did you mean '{guess}'?)" if guess else ""
+            raise ChainFileError(f"step has no kind key{hint}; use one of: {', '.join(known_keywords())}", where=where)
+        keyword = kinds[0]
+        params = {key: value for key, value in entry.items() if key != keyword and key not in STEP_KEYWORDS}
+        options = self.options(entry, where)
+        try:
+            built = step_kind(keyword).build(entry[keyword], params, self.context, where)
+        except PedalchainError as error:
+            if error.where and error.where.startswith(self.label):
+                raise
+            param = (error.where or "").rsplit(".", 1)[-1]
+            line = entry.key_lines.get(param, entry.line)
+            prefix = f"{error.where}: " if error.where else ""
+            raise type(error)(f"{prefix}{error.message}", where=f"{self.label}:{line}") from None
+        try:
+            return Step(built, origin=where, **options)
+        except (TypeError, ValueError) as error:
+            raise ChainFileError(str(error), where=where) from None
+
+    def options(self, entry: _Mapping, where: str) -> dict[str, Any]:
+        options: dict[str, Any] = {}
+        if "wet" in entry:
+            wet = entry["wet"]
+            if isinstance(wet, bool) or not isinstance(wet, (int, float)) or not 0.0 <= wet <= 1.0:
+                raise ChainFileError(
+                    f"wet: expects a number within [0, 1] (dry/wet blend), got {wet!r}",
+                    where=f"{self.label}:{entry.key_lines['wet']}",
+                )
+            options["wet"] = float(wet)
+        if "bypass" in entry:
+            if not isinstance(entry["bypass"], bool):
+                raise ChainFileError(
+                    f"bypass: expects true or false, got {entry['bypass']!r}",
+                    where=f"{self.label}:{entry.key_lines['bypass']}",
+                )
+            options["bypass"] = entry["bypass"]
+        if "id" in entry:
+            options["id"] = str(entry["id"])
+        return options
+
+
+def chain_to_data(chain: Chain, base_dir: Path) -> dict[str, Any]:
+    """The YAML-ready mapping for ``chain`` (paths relative to ``base_dir``)."""
+    context = SaveContext(base_dir, lambda sub: _dump_steps(sub, context))
+    data: dict[str, Any] = {}
+    if chain.name:
+        data["name"] = chain.name
+    data["steps"] = _dump_steps(chain, context)
+    if chain.loudness_lufs is not None:
+        data["loudness"] = chain.loudness_lufs
+    return data
+
+
+def _dump_steps(chain: Chain, context: SaveContext) -> list[dict[str, Any]]:
+    dumped = []
+    for step in chain.steps:
+        entry = kind_for(step.processor).dump(step.processor, context)
+        if step.wet != 1.0:
+            entry["wet"] = step.wet
+        if step.bypass:
+            entry["bypass"] = True
+        if step.id is not None:
+            entry["id"] = step.id
+        dumped.append(entry)
+    return dumped
+
+
+def save_chain(chain: Chain, path: str | Path) -> None:
+    """Write ``chain`` to ``path`` as YAML, atomically (temporary file, then rename)."""
+    target = Path(path)
+    text = yaml.safe_dump(chain_to_data(chain, target.parent), sort_keys=False, allow_unicode=True, width=100)
+    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,118 @@
+"""Run consecutive pedalboard plugins as one native ``pedalboard.Pedalboard`` under our streaming contract."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import pedalboard
+
+from ..errors import StreamingError
+from .processor import Processor
+from .streaming import SampleFifo
+
+FIXED_BLOCK_SIZE = 8192
+"""Block size (samples) fed to segments holding MP3Compressor or Resample; equals pedalboard's default
+``buffer_size``, so streamed output matches one-shot output exactly."""
+
+FIXED_BLOCK_TYPES: tuple[type, ...] = (pedalboard.MP3Compressor, pedalboard.Resample)
+"""Their chunked output matches one-shot output only when every block has the same size."""
+
+NON_STREAMABLE_TYPES: tuple[type, ...] = (pedalboard.PitchShift, pedalboard.GSMFullRateCompressor)
+"""Chunked output differs from one-shot output whatever the block size (pedalboard #415, #267)."""
+
+_LATENCY_MARGIN = 32
+"""Extra samples of delay for fixed-block segments: Resample's lag wanders by a few samples per block."""
+
+
+def walk_plugins(plugin: pedalboard.Plugin) -> Iterator[pedalboard.Plugin]:
+    """Yield ``plugin`` and, for containers (Pedalboard, Chain, Mix), every plugin inside them."""
+    yield plugin
+    if isinstance(plugin, pedalboard.PluginContainer):
+        for child in plugin:
+            yield from walk_plugins(child)
+
+
+class NativeSegment(Processor):
+    """Consecutive native plugins processed by one ``pedalboard.Pedalboard`` (the GIL is released inside).
+
+    pedalboard returns fewer samples than it is given while a latent plugin (BrickwallLimiter, VST3 with
+    reported latency, MP3Compressor, Resample) fills up; its output is otherwise aligned with the input.
+    This segment puts ``latency`` zeros in front, so every call returns as many samples as it was given.
+
+    Args:
+        plugins: native pedalboard plugins, in processing order.
+    """
+
+    def __init__(self, plugins: Sequence[pedalboard.Plugin]) -> None:
+        super().__init__()
+        self.board = pedalboard.Pedalboard(list(plugins))
+        inner = [p for top in self.board for p in walk_plugins(top)]
+        self.fixed_blocks = any(isinstance(p, FIXED_BLOCK_TYPES) for p in inner)
+        self.blockers = sorted({type(p).__name__ for p in inner if isinstance(p, NON_STREAMABLE_TYPES)})
+        self.streamable = not self.blockers
+        self._sample_rate = 0.0
+        self._input: SampleFifo | None = None
+        self._output: SampleFifo | None = None
+
+    def __repr__(self) -> str:
+        return f"NativeSegment({list(self.board)!r})"
+
+    def _not_streamable_reason(self) -> str:
+        return (
+            f"{', '.join(self.blockers)} gives different output when processed in blocks "
+            "(pedalboard issues #415, #267); process the whole buffer at once"
+        )
+
+    def _prepare(self, sample_rate: float, num_channels: int) -> int:
+        self._sample_rate = sample_rate
+        self.board.reset()
+        block = FIXED_BLOCK_SIZE
+        zeros = np.zeros((num_channels, block), np.float32)
+        fed = returned = worst_lag = 0
+        out_channels = num_channels
+        for _ in range(12 if self.fixed_blocks else 64):
+            out = self.board.process(zeros, sample_rate, buffer_size=block, reset=False)
+            fed += block
+            returned += out.shape[1]
+            worst_lag = max(worst_lag, fed - returned)
+            if out.shape[1]:
+                out_channels = out.shape[0]
+                if not self.fixed_blocks:
+                    break
+        self.board.reset()
+        latency = worst_lag + (block - 1 + _LATENCY_MARGIN if self.fixed_blocks else 0)
+        self._input = SampleFifo(num_channels) if self.fixed_blocks else None
+        self._output = SampleFifo(out_channels) if latency or self.fixed_blocks else None
+        return latency
+
+    def _reset_state(self) -> None:
+        self.board.reset()
+        if self._input is not None:
+            self._input.clear()
+        if self._output is not None:
+            self._output.clear()
+            self._output.push_zeros(self._latency)
+
+    def _process_block(self, audio: np.ndarray, sample_rate: float) -> np.ndarray:
+        count = audio.shape[1]
+        if self._output is None:
+            out = self.board.process(audio, sample_rate, buffer_size=max(count, 1), reset=False)
+            if out.shape[1] != count:
+                raise StreamingError(f"{self!r} returned {out.shape[1]} samples for {count}: unexpected latency")
+            return out
+        if self._input is not None:
+            self._input.push(audio)
+            while len(self._input) >= FIXED_BLOCK_SIZE:
+                block = self._input.pop(FIXED_BLOCK_SIZE)
+                self._output.push(self.board.process(block, sample_rate, FIXED_BLOCK_SIZE, reset=False))
+        else:
+            self._output.push(self.board.process(audio, sample_rate, buffer_size=max(count, 1), reset=False))
+        if len(self._output) < count:
+            raise StreamingError(
+                f"{self!r} held back more than its measured latency of {self._latency} samples"
+            )
+        return self._output.pop(count)
+
+    def _process_whole(self, audio: np.ndarray, sample_rate: float, buffer_size: int) -> np.ndarray:
+        return self.board.process(audio, sample_rate, buffer_size=buffer_size, reset=True)

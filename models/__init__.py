@@ -1,0 +1,1 @@
+"""Torch architectures, training and model files (neural steps; imported only when used)."""

@@ -1,0 +1,238 @@
+"""Audio files in and out: validated block reading, output format choice, TPDF dither, atomic writes."""
+
+from __future__ import annotations
+
+import os
+import struct
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from ..errors import AudioFileError, ParameterError
+
+SAMPLE_RATE_RANGE_HZ = (8000, 192000)
+MAX_FILE_CHANNELS = 8
+CONTAINERS = {".wav": "WAV", ".flac": "FLAC", ".aif": "AIFF", ".aiff": "AIFF", ".ogg": "OGG", ".mp3": "MP3"}
+EXTENSIONS = {"WAV": ".wav", "FLAC": ".flac", "AIFF": ".aiff", "OGG": ".ogg", "MP3": ".mp3"}
+LOSSY = {"OGG": "VORBIS", "MP3": "MPEG_LAYER_III"}
+"""Lossy containers and the subtype we write them with."""
+INTEGER_BITS = {"PCM_S8": 8, "PCM_U8": 8, "PCM_16": 16, "PCM_24": 24, "PCM_32": 32}
+FLOAT_SUBTYPES = ("FLOAT", "DOUBLE")
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """An input file as opened: rate (Hz), channels, length (samples), container and subtype."""
+
+    path: Path
+    sample_rate: int
+    channels: int
+    frames: int
+    container: str
+    subtype: str
+
+    @property
+    def duration_s(self) -> float:
+        return self.frames / self.sample_rate
+
+
+@dataclass(frozen=True)
+class OutputFormat:
+    """Container (WAV, FLAC, AIFF, OGG, MP3) and subtype (PCM_16, PCM_24, FLOAT, VORBIS, ...)."""
+
+    container: str
+    subtype: str
+
+    @property
+    def integer_bits(self) -> int | None:
+        return INTEGER_BITS.get(self.subtype)
+
+
+def probe_audio(path: str | Path) -> AudioInfo:
+    """Open ``path`` far enough to validate it; raises AudioFileError naming the file."""
+    path = Path(path)
+    if not path.exists():
+        raise AudioFileError("no such file", where=path)
+    if path.is_dir():
+        raise AudioFileError("is a folder, not an audio file", where=path)
+    if not os.access(path, os.R_OK):
+        raise AudioFileError("cannot read: permission denied", where=path)
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, TypeError) as error:
+        reason = str(error).split(": ", 1)[-1] if ": " in str(error) else str(error)
+        raise AudioFileError(f"not a readable audio file ({reason.strip()})", where=path) from None
+    if info.frames <= 0:
+        raise AudioFileError("contains no audio (0 samples)", where=path)
+    low, high = SAMPLE_RATE_RANGE_HZ
+    if not low <= info.samplerate <= high:
+        raise AudioFileError(f"sample rate {info.samplerate} Hz is outside the supported {low}–{high} Hz", where=path)
+    if not 1 <= info.channels <= MAX_FILE_CHANNELS:
+        raise AudioFileError(f"{info.channels} channels; 1 to {MAX_FILE_CHANNELS} are supported", where=path)
+    audio = AudioInfo(path, int(info.samplerate), int(info.channels), int(info.frames), info.format, info.subtype)
+    _check_declared_length(audio)
+    return audio
+
+
+def _check_declared_length(info: AudioInfo) -> None:
+    """libsndfile quietly shortens a truncated WAV or AIFF; compare the header's data size with the file."""
+    declared = _declared_data_bytes(info.path, info.container)
+    if declared is None:
+        return
+    declared_bytes, available_bytes = declared
+    if available_bytes < declared_bytes:
+        raise AudioFileError(
+            f"truncated: the header announces {declared_bytes} bytes of audio but only {available_bytes} are there "
+            "(an interrupted copy or download?)",
+            where=info.path,
+        )
+
+
+def _declared_data_bytes(path: Path, container: str) -> tuple[int, int] | None:
+    if container not in ("WAV", "AIFF"):
+        return None
+    size = path.stat().st_size
+    with path.open("rb") as stream:
+        header = stream.read(12)
+        if container == "WAV" and header[:4] == b"RIFF":
+            chunk_id, endian, offset = b"data", "<", 12
+        elif container == "AIFF" and header[:4] == b"FORM":
+            chunk_id, endian, offset = b"SSND", ">", 12
+        else:
+            return None  # RF64/W64 and friends: trust libsndfile
+        while offset + 8 <= size:
+            stream.seek(offset)
+            name, length = struct.unpack(f"{endian}4sI", stream.read(8))
+            if name == chunk_id:
+                return length, size - offset - 8
+            offset += 8 + length + (length & 1)
+    return None
+
+
+def read_blocks(info: AudioInfo, block: int) -> Iterator[np.ndarray]:
+    """Yield channels-first float32 blocks of ``block`` samples (the last may be shorter).
+
+    Raises AudioFileError if the file ends before its announced length or cannot be decoded.
+    """
+    read = 0
+    try:
+        with sf.SoundFile(str(info.path)) as stream:
+            while True:
+                data = stream.read(block, dtype="float32", always_2d=True)
+                if not len(data):
+                    break
+                read += len(data)
+                yield np.ascontiguousarray(data.T)
+    except sf.LibsndfileError as error:
+        raise AudioFileError(f"cannot decode after {read} samples: {error} (truncated or corrupt?)",
+                             where=info.path) from None
+    if read < info.frames * 0.99:
+        raise AudioFileError(f"truncated: announces {info.frames} samples, only {read} could be read", where=info.path)
+
+
+def choose_output_format(
+    info: AudioInfo, output: Path, container: str | None = None, subtype: str | None = None
+) -> OutputFormat:
+    """Output container from ``container`` or the output's extension; subtype from ``subtype`` or the input's.
+
+    Lossy inputs default to 24-bit PCM; float sources written to FLAC (which has no float) become 24-bit.
+    """
+    by_extension = CONTAINERS.get(output.suffix.lower())
+    if container is None:
+        if by_extension is None:
+            raise ParameterError(
+                f"unknown output extension '{output.suffix}'; use one of {', '.join(sorted(CONTAINERS))}",
+                where=output,
+            )
+        container = by_extension
+    container = container.upper()
+    if container not in EXTENSIONS:
+        raise ParameterError(f"unknown format '{container}'; choose from {', '.join(EXTENSIONS)}", where="--format")
+    if by_extension is not None and by_extension != container:
+        raise ParameterError(f"output extension '{output.suffix}' does not match --format {container}", where=output)
+    if subtype is not None:
+        subtype = subtype.upper()
+        valid = sf.available_subtypes(container)
+        if subtype not in valid:
+            raise ParameterError(
+                f"{container} cannot hold subtype {subtype}; choose from {', '.join(valid)}", where="--subtype"
+            )
+        return OutputFormat(container, subtype)
+    if container in LOSSY:
+        return OutputFormat(container, LOSSY[container])
+    source = info.subtype
+    if info.container in LOSSY or source not in sf.available_subtypes(container):
+        source = "PCM_24"
+    if container == "FLAC" and source in FLOAT_SUBTYPES + ("PCM_32",):
+        source = "PCM_24"
+    return OutputFormat(container, source)
+
+
+class AtomicAudioWriter:
+    """Writes to a hidden temporary file beside ``path`` and renames it into place on :meth:`commit`.
+
+    Integer subtypes get TPDF dither (±1 LSB triangular, seeded, so reruns are identical) and hard
+    clipping at full scale; clipped samples are counted in ``clipped``.
+
+    Args:
+        path: final output path.
+        fmt: container and subtype.
+        sample_rate: Hz.
+        channels: 1..8.
+        seed: dither seed.
+    """
+
+    def __init__(self, path: Path, fmt: OutputFormat, sample_rate: int, channels: int, seed: int = 0) -> None:
+        self.path = path
+        self.format = fmt
+        self.clipped = 0
+        self.over_full_scale = 0
+        self._rng = np.random.default_rng(seed)
+        bits = fmt.integer_bits
+        # Dither only where it matters: 32-bit integers already exceed float32's 24-bit mantissa.
+        self._scale = float(2 ** (bits - 1)) if bits and bits < 32 else None
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+        os.close(handle)
+        self._temporary = Path(temporary)
+        try:
+            self._file = sf.SoundFile(
+                temporary, "w", samplerate=sample_rate, channels=channels, format=fmt.container, subtype=fmt.subtype
+            )
+        except (sf.LibsndfileError, RuntimeError) as error:
+            self._temporary.unlink(missing_ok=True)
+            raise AudioFileError(f"cannot write {fmt.container}/{fmt.subtype}: {error}", where=path) from None
+
+    def write(self, block: np.ndarray) -> None:
+        """Write channels-first float32 samples (nominal range ±1.0)."""
+        over = int(np.count_nonzero(np.abs(block) > 1.0))
+        self.over_full_scale += over
+        if self._scale is None:
+            if self.format.integer_bits is not None or self.format.container in LOSSY:
+                self.clipped += over
+                block = np.clip(block, -1.0, 1.0)
+            self._file.write(block.T)
+            return
+        # TPDF: difference of two uniform variables, drawn sample-major so any block split gives the same noise.
+        # float64, because float32 cannot hold the dither's fraction near 24-bit full scale.
+        uniform = self._rng.random((block.shape[1], block.shape[0], 2))
+        scaled = block.T.astype(np.float64) * self._scale
+        low, high = -self._scale, self._scale - 1.0
+        self.clipped += int(np.count_nonzero((scaled < low - 0.5) | (scaled > high + 0.5)))
+        scaled += uniform[..., 0] - uniform[..., 1] + 0.5
+        np.floor(scaled, out=scaled)
+        np.clip(scaled, low, high, out=scaled)
+        scaled *= 2.0**32 / (2 * self._scale)
+        self._file.write(scaled.astype(np.int32))
+
+    def commit(self) -> None:
+        self._file.close()
+        os.replace(self._temporary, self.path)
+
+    def discard(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+        self._temporary.unlink(missing_ok=True)

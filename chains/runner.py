@@ -1,0 +1,285 @@
+"""The file runner: a chain applied to an audio file block by block, with bounded memory.
+
+Streaming: the chain's ``latency`` samples at the start are dropped and as many zeros (plus the
+requested tail) are fed at the end, so the output is aligned with the input and full length, and
+equals one-shot processing of the whole file whatever the block size.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import AudioFileError, OutputExistsError, ParameterError, StreamingError
+from .audio_io import AtomicAudioWriter, AudioInfo, OutputFormat, choose_output_format, probe_audio, read_blocks
+from .engine import Chain
+from .loudness import LoudnessMeter, loudness_gain_db
+
+Progress = Callable[[float], None]
+"""Called with the seconds of input audio processed so far (the CLI draws the bar)."""
+
+TRUE_PEAK_CEILING_DBTP = -1.0
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to render a file.
+
+    Args:
+        block: samples per block read, processed and written (≥ 1); the output does not depend on it.
+        tail_s: seconds of reverb/delay tail to keep after the input ends (≥ 0).
+        overwrite: replace an existing output file.
+        container: output container (WAV, FLAC, AIFF, OGG, MP3); None = from the output extension.
+        subtype: output subtype (PCM_16, PCM_24, FLOAT, ...); None = the input's, see choose_output_format.
+        sanitize: replace NaN/Inf input samples with 0 instead of refusing the file.
+        whole_file_limit_s: longest file (seconds) processed whole when a step cannot stream.
+    """
+
+    block: int = 8192
+    tail_s: float = 0.0
+    overwrite: bool = False
+    container: str | None = None
+    subtype: str | None = None
+    sanitize: bool = False
+    whole_file_limit_s: float = 900.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.block, int) or self.block < 1:
+            raise ParameterError(f"block size must be a whole number of samples ≥ 1, got {self.block!r}", where="--block")
+        if not (math.isfinite(self.tail_s) and self.tail_s >= 0):
+            raise ParameterError(f"tail must be ≥ 0 seconds, got {self.tail_s!r}", where="--tail")
+
+
+@dataclass
+class FileSummary:
+    """What happened to one file; ``line()`` is the CLI's one-line report, ``as_dict()`` its --json."""
+
+    input: str
+    output: str
+    sample_rate: int
+    channels: int
+    duration_s: float
+    wall_s: float
+    realtime_factor: float
+    format: str
+    subtype: str
+    latency_samples: int
+    peak_dbfs: float
+    lufs: float
+    lufs_before_normalization: float | None = None
+    normalization_gain_db: float | None = None
+    clipped_samples: int = 0
+    samples_above_full_scale: int = 0
+    nonfinite_replaced: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {key: (None if isinstance(v, float) and not math.isfinite(v) else v) for key, v in asdict(self).items()}
+
+    def line(self) -> str:
+        lufs = f"{self.lufs:.1f} LUFS" if math.isfinite(self.lufs) else "silent"
+        if self.lufs_before_normalization is not None:
+            lufs = f"{self.lufs_before_normalization:.1f} -> {lufs} ({self.normalization_gain_db:+.1f} dB)"
+        peak = f"{self.peak_dbfs:.1f} dBFS" if math.isfinite(self.peak_dbfs) else "-inf dBFS"
+        return (
+            f"{self.output}: {self.duration_s:.1f} s in {self.wall_s:.1f} s ({self.realtime_factor:.0f}x real time), "
+            f"peak {peak}, {lufs}, {self.clipped_samples} clipped"
+        )
+
+
+def default_output_path(input_path: Path, chain_stem: str, output: Path | None, is_folder: bool) -> Path:
+    """``song.wav`` + chain ``my`` -> ``song.my.wav`` beside it (or in folder ``output``); lossy inputs -> .wav."""
+    suffix = input_path.suffix.lower()
+    suffix = ".wav" if suffix in (".mp3", ".ogg") else input_path.suffix
+    if output is None:
+        return input_path.with_name(f"{input_path.stem}.{chain_stem}{suffix}")
+    if is_folder:
+        return output / f"{input_path.stem}{suffix}"
+    return output
+
+
+def check_paths(input_path: Path, output_path: Path, overwrite: bool) -> None:
+    """Refuse an output that is the input, that exists (unless ``overwrite``), or whose folder is unusable."""
+    if output_path.resolve() == input_path.resolve() or (
+        output_path.exists() and input_path.exists() and output_path.samefile(input_path)
+    ):
+        raise OutputExistsError("output path is the input file; choose another with -o", where=output_path)
+    if output_path.exists() and not overwrite:
+        raise OutputExistsError("output exists; pass --overwrite to replace it", where=output_path)
+    folder = output_path.parent
+    if not folder.is_dir():
+        raise AudioFileError("output folder does not exist", where=folder)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise AudioFileError("output folder is not writable", where=folder)
+
+
+def process_file(
+    chain: Chain,
+    input_path: str | Path,
+    output_path: str | Path,
+    options: RunOptions = RunOptions(),
+    progress: Progress | None = None,
+) -> FileSummary:
+    """Render ``input_path`` through ``chain`` into ``output_path`` (atomically); see :class:`RunOptions`."""
+    started = time.perf_counter()
+    input_path, output_path = Path(input_path), Path(output_path)
+    info = probe_audio(input_path)
+    check_paths(input_path, output_path, options.overwrite)
+    fmt = choose_output_format(info, output_path, options.container, options.subtype)
+    latency = chain.latency_at(info.sample_rate, info.channels)  # also checks rate-dependent settings
+    if not chain.streamable and info.duration_s > options.whole_file_limit_s:
+        raise StreamingError(
+            f"{chain._not_streamable_reason()}; files up to {options.whole_file_limit_s / 60:g} min are processed "
+            f"whole, this one is {info.duration_s / 60:.1f} min: split it or remove that step",
+            where=input_path,
+        )
+    render = _Render(chain, info, options, progress)
+    target = chain.loudness_lufs
+    if target is None:
+        measured = render.to_file(output_path, fmt)
+        summary_extra: dict[str, Any] = {}
+    else:
+        measured, summary_extra = render.normalized(output_path, fmt, target)
+    wall = time.perf_counter() - started
+    summary = FileSummary(
+        input=str(input_path), output=str(output_path), sample_rate=info.sample_rate, channels=info.channels,
+        duration_s=info.duration_s, wall_s=wall, realtime_factor=info.duration_s / max(wall, 1e-9),
+        format=fmt.container, subtype=fmt.subtype, latency_samples=latency,
+        peak_dbfs=measured.meter.sample_peak_dbfs(), lufs=measured.meter.integrated_lufs(),
+        clipped_samples=measured.clipped, samples_above_full_scale=measured.over_full_scale,
+        nonfinite_replaced=render.nonfinite, **summary_extra,
+    )
+    if summary.clipped_samples:
+        summary.warnings.append(f"{summary.clipped_samples} samples clipped at full scale")
+    elif summary.samples_above_full_scale:
+        summary.warnings.append(
+            f"{summary.samples_above_full_scale} samples above 0 dBFS (kept in float; would clip in integer formats)"
+        )
+    if render.nonfinite:
+        summary.warnings.append(f"{render.nonfinite} NaN/Inf input samples replaced with 0 (--sanitize)")
+    return summary
+
+
+@dataclass
+class _Written:
+    meter: LoudnessMeter
+    clipped: int
+    over_full_scale: int
+
+
+class _Render:
+    """One file's rendering: runs the chain (streamed or whole) and hands output blocks to a sink."""
+
+    def __init__(self, chain: Chain, info: AudioInfo, options: RunOptions, progress: Progress | None) -> None:
+        self.chain, self.info, self.options, self.progress = chain, info, options, progress
+        self.nonfinite = 0
+
+    def _checked(self, block: np.ndarray, position: int) -> np.ndarray:
+        finite = np.isfinite(block)
+        if finite.all():
+            return block
+        if not self.options.sanitize:
+            first = position + int(np.argmin(finite.all(axis=0)))
+            raise AudioFileError(
+                f"contains NaN/Inf samples (first at {first / self.info.sample_rate:.3f} s); "
+                "pass --sanitize to replace them with silence",
+                where=self.info.path,
+            )
+        self.nonfinite += int(finite.size - np.count_nonzero(finite))
+        return np.where(finite, block, np.float32(0.0))
+
+    def run(self, sink: Callable[[np.ndarray], None]) -> None:
+        """Feed the whole file (plus tail) through the chain; ``sink`` gets aligned output blocks."""
+        info, block_size, chain = self.info, self.options.block, self.chain
+        tail = int(round(self.options.tail_s * info.sample_rate))
+        position = 0
+        if not chain.streamable:
+            blocks = []
+            for block in read_blocks(info, block_size):
+                blocks.append(self._checked(block, position))
+                position += block.shape[1]
+            blocks.append(np.zeros((info.channels, tail), np.float32))
+            out = chain(np.concatenate(blocks, axis=1), info.sample_rate, buffer_size=block_size)
+            for start in range(0, out.shape[1], block_size):
+                sink(self._same_channels(out[:, start : start + block_size]))
+            if self.progress:
+                self.progress(info.duration_s)
+            return
+        chain.reset()
+        to_skip = chain.latency
+
+        def emit(out: np.ndarray) -> None:
+            nonlocal to_skip
+            if to_skip:
+                dropped = min(to_skip, out.shape[1])
+                out, to_skip = out[:, dropped:], to_skip - dropped
+            if out.shape[1]:
+                sink(self._same_channels(out))
+
+        for block in read_blocks(info, block_size):
+            emit(chain.process(self._checked(block, position), info.sample_rate, reset=False))
+            position += block.shape[1]
+            if self.progress:
+                self.progress(position / info.sample_rate)
+        pending = tail + chain.latency
+        while pending > 0:
+            count = min(block_size, pending)
+            emit(chain.process(np.zeros((info.channels, count), np.float32), info.sample_rate, reset=False))
+            pending -= count
+
+    def _same_channels(self, out: np.ndarray) -> np.ndarray:
+        if out.shape[0] != self.info.channels:
+            raise StreamingError(
+                f"the chain turns {self.info.channels} channels into {out.shape[0]}; output keeps the input's "
+                "channel count, so use steps that preserve it",
+                where=self.info.path,
+            )
+        return out
+
+    def to_file(self, path: Path, fmt: OutputFormat) -> _Written:
+        """Render straight to ``path`` (atomically), metering what is written."""
+        meter = LoudnessMeter(self.info.sample_rate, self.info.channels)
+        writer = AtomicAudioWriter(path, fmt, self.info.sample_rate, self.info.channels)
+        try:
+            def sink(out: np.ndarray) -> None:
+                meter.add(out)
+                writer.write(out)
+
+            self.run(sink)
+            writer.commit()
+        except BaseException:
+            writer.discard()
+            raise
+        return _Written(meter, writer.clipped, writer.over_full_scale)
+
+    def normalized(self, path: Path, fmt: OutputFormat, target_lufs: float) -> tuple[_Written, dict[str, Any]]:
+        """Two passes: render to a float scratch file while metering, then apply the gain and write."""
+        scratch_path = path.with_name(f".{path.name}.pass1.rf64")  # RF64: no 4 GB limit
+        first = self.to_file(scratch_path, OutputFormat("RF64", "FLOAT"))
+        try:
+            before = first.meter.integrated_lufs()
+            gain_db = loudness_gain_db(before, first.meter.true_peak_dbtp(), target_lufs, TRUE_PEAK_CEILING_DBTP)
+            gain = np.float32(10.0 ** (gain_db / 20.0))
+            meter = LoudnessMeter(self.info.sample_rate, self.info.channels)
+            writer = AtomicAudioWriter(path, fmt, self.info.sample_rate, self.info.channels)
+            try:
+                scratch = probe_audio(scratch_path)
+                for block in read_blocks(scratch, self.options.block):
+                    block *= gain
+                    meter.add(block)
+                    writer.write(block)
+                writer.commit()
+            except BaseException:
+                writer.discard()
+                raise
+        finally:
+            scratch_path.unlink(missing_ok=True)
+        extra = {"lufs_before_normalization": before, "normalization_gain_db": gain_db}
+        return _Written(meter, writer.clipped, writer.over_full_scale), extra

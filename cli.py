@@ -83,6 +83,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PedalchainError as error:
         _error(str(error))
         return EXIT_FAILED
+    except OSError as error:  # disk full, permissions changing under us: still one line, no traceback
+        _error(f"{error.filename or ''}: {error.strerror or error}".lstrip(": "))
+        return EXIT_FAILED
 
 
 def _error(message: str) -> None:
@@ -133,9 +136,9 @@ def _apply(args: argparse.Namespace) -> int:
         try:
             with _ProgressBar(enabled=not (args.quiet or args.json), label=source.name) as bar:
                 summary = process_file(chain, source, target, options, progress=bar.update)
-        except PedalchainError as error:
+        except (PedalchainError, OSError) as error:
             failures += 1
-            _error(str(error))
+            _error(str(error) if isinstance(error, PedalchainError) else f"{source}: {error.strerror or error}")
             if args.json:
                 print(json.dumps({"input": str(source), "output": None, "error": str(error)}), flush=True)
             continue

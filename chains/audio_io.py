@@ -195,7 +195,10 @@ class AtomicAudioWriter:
         bits = fmt.integer_bits
         # Dither only where it matters: 32-bit integers already exceed float32's 24-bit mantissa.
         self._scale = float(2 ** (bits - 1)) if bits and bits < 32 else None
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+        try:
+            handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+        except OSError as error:
+            raise AudioFileError(f"cannot write in this folder: {error.strerror}", where=path.parent) from None
         os.close(handle)
         self._temporary = Path(temporary)
         try:

@@ -191,10 +191,11 @@ class AtomicAudioWriter:
         self.format = fmt
         self.clipped = 0
         self.over_full_scale = 0
-        self._rng = np.random.default_rng(seed)
-        bits = fmt.integer_bits
+        self._bits_source = np.random.PCG64(seed)
+        self._pool = np.zeros(0, np.uint16)
+        self._bits = fmt.integer_bits or 0
         # Dither only where it matters: 32-bit integers already exceed float32's 24-bit mantissa.
-        self._scale = float(2 ** (bits - 1)) if bits and bits < 32 else None
+        self._scale = float(2 ** (self._bits - 1)) if 0 < self._bits < 32 else None
         try:
             handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
         except OSError as error:
@@ -219,17 +220,28 @@ class AtomicAudioWriter:
                 block = np.clip(block, -1.0, 1.0)
             self._file.write(block.T)
             return
-        # TPDF: difference of two uniform variables, drawn sample-major so any block split gives the same noise.
-        # float64, because float32 cannot hold the dither's fraction near 24-bit full scale.
-        uniform = self._rng.random((block.shape[1], block.shape[0], 2))
-        scaled = block.T.astype(np.float64) * self._scale
+        count = block.shape[0] * block.shape[1]
+        uniform = self._uniform16(2 * count).reshape(block.shape[1], block.shape[0], 2).astype(np.float32)
+        dither = (uniform[..., 0] - uniform[..., 1]) * np.float32(1.0 / 65536.0)  # TPDF in (-1, 1) LSB
+        # Exact in float32 even at 24 bits: scaling is a power of two and the split into whole and
+        # fraction is exact, so the dither only meets the (small) fraction.
+        scaled = block.T * np.float32(self._scale)
+        whole = np.floor(scaled)
+        rounded = whole + np.floor(scaled - whole + dither + np.float32(0.5))
         low, high = -self._scale, self._scale - 1.0
         self.clipped += int(np.count_nonzero((scaled < low - 0.5) | (scaled > high + 0.5)))
-        scaled += uniform[..., 0] - uniform[..., 1] + 0.5
-        np.floor(scaled, out=scaled)
-        np.clip(scaled, low, high, out=scaled)
-        scaled *= 2.0**32 / (2 * self._scale)
-        self._file.write(scaled.astype(np.int32))
+        np.clip(rounded, low, high, out=rounded)
+        quantized = rounded.astype(np.int32)
+        quantized <<= 32 - self._bits
+        self._file.write(quantized)
+
+    def _uniform16(self, count: int) -> np.ndarray:
+        """``count`` uniform 16-bit integers, continuing one stream whatever the block sizes."""
+        if self._pool.size < count:
+            fresh = self._bits_source.random_raw((count - self._pool.size + 3) // 4).view(np.uint16)
+            self._pool = np.concatenate([self._pool, fresh])
+        taken, self._pool = self._pool[:count], self._pool[count:]
+        return taken
 
     def commit(self) -> None:
         self._file.close()

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 import os
+import queue
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -243,43 +245,95 @@ class _Render:
             )
         return out
 
+    def _finite(self, out: np.ndarray) -> np.ndarray:
+        if not np.isfinite(out).all():
+            raise StreamingError(
+                "the chain produced NaN/Inf samples: a step is unstable with these settings "
+                "(feedback ≥ 1, a filter cutoff at Nyquist?)",
+                where=self.info.path,
+            )
+        return out
+
     def to_file(self, path: Path, fmt: OutputFormat) -> _Written:
         """Render straight to ``path`` (atomically), metering what is written."""
         meter = LoudnessMeter(self.info.sample_rate, self.info.channels)
         writer = AtomicAudioWriter(path, fmt, self.info.sample_rate, self.info.channels)
-        try:
-            def sink(out: np.ndarray) -> None:
-                meter.add(out)
-                writer.write(out)
 
-            self.run(sink)
-            writer.commit()
-        except BaseException:
-            writer.discard()
-            raise
+        def sink(out: np.ndarray) -> None:
+            meter.add(self._finite(out))
+            writer.write(out)
+
+        _write_in_background(lambda put: self.run(put), sink, writer)
         return _Written(meter, writer.clipped, writer.over_full_scale)
 
     def normalized(self, path: Path, fmt: OutputFormat, target_lufs: float) -> tuple[_Written, dict[str, Any]]:
         """Two passes: render to a float scratch file while metering, then apply the gain and write."""
         scratch_path = path.with_name(f".{path.name}.pass1.rf64")  # RF64: no 4 GB limit
-        first = self.to_file(scratch_path, OutputFormat("RF64", "FLOAT"))
         try:
+            first = self.to_file(scratch_path, OutputFormat("RF64", "FLOAT"))
             before = first.meter.integrated_lufs()
             gain_db = loudness_gain_db(before, first.meter.true_peak_dbtp(), target_lufs, TRUE_PEAK_CEILING_DBTP)
             gain = np.float32(10.0 ** (gain_db / 20.0))
             meter = LoudnessMeter(self.info.sample_rate, self.info.channels)
             writer = AtomicAudioWriter(path, fmt, self.info.sample_rate, self.info.channels)
-            try:
-                scratch = probe_audio(scratch_path)
-                for block in read_blocks(scratch, self.options.block):
+
+            def produce(put: Callable[[np.ndarray], None]) -> None:
+                for block in read_blocks(probe_audio(scratch_path), self.options.block):
                     block *= gain
-                    meter.add(block)
-                    writer.write(block)
-                writer.commit()
-            except BaseException:
-                writer.discard()
-                raise
+                    put(block)
+
+            def sink(block: np.ndarray) -> None:
+                meter.add(block)
+                writer.write(block)
+
+            _write_in_background(produce, sink, writer)
         finally:
             scratch_path.unlink(missing_ok=True)
         extra = {"lufs_before_normalization": before, "normalization_gain_db": gain_db}
         return _Written(meter, writer.clipped, writer.over_full_scale), extra
+
+
+_QUEUE_BLOCKS = 8
+"""Blocks in flight between the chain and the writer thread; bounds memory."""
+
+
+def _write_in_background(
+    produce: Callable[[Callable[[np.ndarray], None]], None],
+    sink: Callable[[np.ndarray], None],
+    writer: AtomicAudioWriter,
+) -> None:
+    """Run ``produce(put)`` here and ``sink`` on a worker thread, then commit ``writer``.
+
+    Metering, dithering and encoding overlap with the chain (pedalboard and numpy release the GIL).
+    Any error on either side, Ctrl-C included, discards the temporary file and is re-raised here.
+    """
+    blocks: queue.Queue[np.ndarray | None] = queue.Queue(maxsize=_QUEUE_BLOCKS)
+    failure: list[BaseException] = []
+
+    def work() -> None:
+        while (block := blocks.get()) is not None:
+            if not failure:
+                try:
+                    sink(block)
+                except BaseException as error:  # handed to the main thread below
+                    failure.append(error)
+
+    def put(block: np.ndarray) -> None:
+        if failure:
+            raise failure[0]
+        blocks.put(block)
+
+    worker = threading.Thread(target=work, name="pedalchain-writer", daemon=True)
+    worker.start()
+    try:
+        try:
+            produce(put)
+        finally:
+            blocks.put(None)
+            worker.join()
+        if failure:
+            raise failure[0]
+        writer.commit()
+    except BaseException:
+        writer.discard()
+        raise

@@ -19,6 +19,7 @@ from ..effects.combinators import DryWet, Parallel
 from ..effects.native import NativeSegment, walk_plugins
 from ..effects.processor import Processor
 from ..effects.stock import BUILTIN_PLUGINS, check_sample_rate
+from ..effects.vst3 import check_vst3_channels
 from ..errors import ParameterError
 
 StepObject = pedalboard.Plugin | Processor
@@ -210,18 +211,19 @@ class Chain(Processor):
             stages.append(NativeSegment(pending))
         return stages
 
-    def check_sample_rate(self, sample_rate: float) -> None:
-        """Refuse settings that are invalid at ``sample_rate`` (e.g. a cutoff above Nyquist)."""
+    def check_format(self, sample_rate: float, num_channels: int) -> None:
+        """Refuse settings invalid at ``sample_rate`` (a cutoff above Nyquist) or channel counts a plugin
+        cannot take (a stereo-only VST3 on 6 channels); errors name the step's YAML line when known."""
         for step in self._steps:
             try:
-                _check_step_sample_rate(step.processor, sample_rate)
+                _check_step_format(step.processor, sample_rate, num_channels)
             except ParameterError as error:
                 if step.origin is None or (error.where or "").startswith(step.origin):
                     raise
                 raise ParameterError(f"{error.where}: {error.message}", where=step.origin) from None
 
     def _prepare(self, sample_rate: float, num_channels: int) -> int:
-        self.check_sample_rate(sample_rate)
+        self.check_format(sample_rate, num_channels)
         return sum(stage.latency_at(sample_rate, num_channels) for stage in self.stages())
 
     def _reset_state(self) -> None:
@@ -248,13 +250,15 @@ class Chain(Processor):
         return next(stage._not_streamable_reason() for stage in self.stages() if not stage.streamable)
 
 
-def _check_step_sample_rate(processor: StepObject, sample_rate: float) -> None:
+def _check_step_format(processor: StepObject, sample_rate: float, num_channels: int) -> None:
     if isinstance(processor, Chain):
-        processor.check_sample_rate(sample_rate)
+        processor.check_format(sample_rate, num_channels)
     elif isinstance(processor, Parallel):
         for branch in processor.branches:
-            _check_step_sample_rate(branch, sample_rate)
+            _check_step_format(branch, sample_rate, num_channels)
     elif isinstance(processor, pedalboard.Plugin):
         for plugin in walk_plugins(processor):
             if type(plugin).__name__ in BUILTIN_PLUGINS:
                 check_sample_rate(plugin, sample_rate)
+            elif isinstance(plugin, pedalboard.VST3Plugin):
+                check_vst3_channels(plugin, num_channels)

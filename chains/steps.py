@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import binascii
 import importlib
-import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ import pedalboard
 
 from ..effects.combinators import Parallel
 from ..effects.stock import BUILTIN_PLUGINS, build_builtin, builtin_param_values
-from ..effects.vst3 import DEFAULT_PLUGIN_TIMEOUT_S, MonoPerChannel, load_vst3, vst3_param_values
+from ..effects.vst3 import DEFAULT_PLUGIN_TIMEOUT_S, MonoPerChannel, load_vst3, vst3_param_values, vst3_path
 from ..errors import ChainFileError
 from .engine import Chain, StepObject
 
@@ -53,10 +52,11 @@ class SaveContext:
     dump_chain: Callable[[Chain], list[dict[str, Any]]]
 
     def relative(self, path: str | Path) -> str:
+        """``path`` relative to the YAML's folder when it lies inside it, else absolute (system plugins)."""
         absolute = Path(path).resolve()
         try:
-            return os.path.relpath(absolute, self.base_dir.resolve())
-        except ValueError:  # another drive on Windows
+            return absolute.relative_to(self.base_dir.resolve()).as_posix()
+        except ValueError:
             return str(absolute)
 
 
@@ -132,7 +132,7 @@ class VST3Step(StepKind):
         plugin = obj.plugin if isinstance(obj, MonoPerChannel) else obj
         values = {k: yaml_number(v) for k, v in vst3_param_values(plugin).items()}
         state = base64.b64encode(plugin.raw_state).decode("ascii")
-        return {"vst3": context.relative(plugin.path_to_plugin_file), **values, "state": state}
+        return {"vst3": context.relative(vst3_path(plugin)), **values, "state": state}
 
 
 class ParallelStep(StepKind):

@@ -97,7 +97,7 @@ class NativeSegment(Processor):
     def _process_block(self, audio: np.ndarray, sample_rate: float) -> np.ndarray:
         count = audio.shape[1]
         if self._output is None:
-            out = self.board.process(audio, sample_rate, buffer_size=max(count, 1), reset=False)
+            out = self.board.process(audio, sample_rate, buffer_size=FIXED_BLOCK_SIZE, reset=False)
             if out.shape[1] != count:
                 raise StreamingError(f"{self!r} returned {out.shape[1]} samples for {count}: unexpected latency")
             return out
@@ -107,7 +107,7 @@ class NativeSegment(Processor):
                 block = self._input.pop(FIXED_BLOCK_SIZE)
                 self._output.push(self.board.process(block, sample_rate, FIXED_BLOCK_SIZE, reset=False))
         else:
-            self._output.push(self.board.process(audio, sample_rate, buffer_size=max(count, 1), reset=False))
+            self._output.push(self.board.process(audio, sample_rate, buffer_size=FIXED_BLOCK_SIZE, reset=False))
         if len(self._output) < count:
             raise StreamingError(
                 f"{self!r} held back more than its measured latency of {self._latency} samples"

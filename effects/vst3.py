@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -92,6 +93,37 @@ class VST3Info:
             note = "" if param.writable else "  (read-only meter/host value, not settable)"
             lines.append(f"  {param.name:<24} {shown}; now {param.value!r}{note}")
         return "\n".join(lines)
+
+
+_LOADED_FROM: weakref.WeakKeyDictionary[pedalboard.VST3Plugin, Path] = weakref.WeakKeyDictionary()
+"""pedalboard 0.9 does not expose the file a VST3Plugin came from; we remember it for plugins we load."""
+
+
+def vst3_path(plugin: pedalboard.VST3Plugin) -> Path:
+    """The .vst3 bundle ``plugin`` was loaded from.
+
+    Known for plugins loaded through pedalchain; for others, found by name in the usual VST3 folders.
+    """
+    known = _LOADED_FROM.get(plugin)
+    if known is not None:
+        return known
+    for bundle in installed_vst3_plugins():
+        if plugin.name in _plugin_names(bundle):
+            _LOADED_FROM[plugin] = bundle
+            return bundle
+    raise PluginLoadError(
+        "cannot tell which file this VST3 plugin was loaded from (pedalboard does not say); load it with "
+        "pedalchain.effects.load_vst3, or install it in a standard VST3 folder",
+        where=plugin.name,
+    )
+
+
+@lru_cache(maxsize=256)
+def _plugin_names(bundle: Path) -> tuple[str, ...]:
+    try:
+        return tuple(pedalboard.VST3Plugin.get_plugin_names_for_file(str(bundle)))
+    except Exception:  # an unloadable bundle simply is not the one we are looking for
+        return ()
 
 
 def installed_vst3_plugins() -> list[Path]:
@@ -190,6 +222,7 @@ def _load_in_process(path: Path, state: bytes | None) -> pedalboard.VST3Plugin:
         plugin = pedalboard.load_plugin(str(path))
     except Exception as error:  # pedalboard raises ImportError/RuntimeError/ValueError by plugin
         raise PluginLoadError(f"could not load as a VST3 plugin: {error}", where=path) from None
+    _LOADED_FROM[plugin] = path
     if state is not None:
         try:
             plugin.raw_state = state
@@ -198,9 +231,21 @@ def _load_in_process(path: Path, state: bytes | None) -> pedalboard.VST3Plugin:
     return plugin
 
 
+def check_vst3_channels(plugin: pedalboard.VST3Plugin, num_channels: int) -> None:
+    """Refuse channel counts the plugin cannot take (mono-only plugins come wrapped in MonoPerChannel)."""
+    info = probe_vst3(vst3_path(plugin))
+    supported = [count for count, ok in ((1, info.mono), (2, info.stereo)) if ok]
+    if num_channels not in supported:
+        raise ParameterError(
+            f"{info.name} processes {' or '.join(map(str, supported))} channel(s), not {num_channels}; "
+            "downmix or split the file first",
+            where=info.name,
+        )
+
+
 def vst3_param_values(plugin: pedalboard.VST3Plugin) -> dict[str, Any]:
     """Current values of the settable parameters, for saving (meters, host values and programs skipped)."""
-    info = probe_vst3(plugin.path_to_plugin_file)
+    info = probe_vst3(vst3_path(plugin))
     return {
         name: getattr(plugin, name)
         for name, param in info.parameters.items()
@@ -225,7 +270,7 @@ class MonoPerChannel(Processor):
 
     def _prepare(self, sample_rate: float, num_channels: int) -> int:
         instances = [self.plugin]
-        path = Path(self.plugin.path_to_plugin_file)
+        path = vst3_path(self.plugin)
         instances += [_load_in_process(path, self.plugin.raw_state) for _ in range(num_channels - 1)]
         self._segments = [NativeSegment([instance]) for instance in instances]
         return max(segment.latency_at(sample_rate, 1) for segment in self._segments)

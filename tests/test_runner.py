@@ -1,0 +1,121 @@
+"""The file runner through its Python API: loudness normalisation, non-streamable steps, progress."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pedalboard
+import pyloudnorm
+import pytest
+import soundfile as sf
+
+from pedalchain import Chain, Processor, StreamingError
+from pedalchain.chains.loudness import LoudnessMeter
+from pedalchain.chains.runner import RunOptions, process_file
+
+SR = 44100
+
+
+def music_like(seconds: float, seed: int = 0) -> np.ndarray:
+    """Stereo tones with a quiet middle section, so loudness gating matters."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * SR)) / SR
+    envelope = np.where((t > seconds / 3) & (t < 2 * seconds / 3), 0.05, 0.5)
+    left = envelope * (np.sin(2 * np.pi * 220 * t) + 0.3 * rng.standard_normal(t.size))
+    right = envelope * (np.sin(2 * np.pi * 330 * t) + 0.3 * rng.standard_normal(t.size))
+    return (0.5 * np.stack([left, right])).astype(np.float32)
+
+
+@pytest.fixture
+def song(tmp_path: Path) -> Path:
+    path = tmp_path / "song.wav"
+    sf.write(path, music_like(8.0).T, SR, subtype="FLOAT")
+    return path
+
+
+@pytest.mark.parametrize("target", [-14.0, -23.0])
+def test_loudness_target_is_met_and_true_peak_stays_under_ceiling(tmp_path, song, target):
+    chain = Chain([pedalboard.Compressor(-20, 2)], loudness_lufs=target)
+    out = tmp_path / "out.wav"
+    summary = process_file(chain, song, out, RunOptions())
+    data, rate = sf.read(out, dtype="float32")
+    reference = pyloudnorm.Meter(rate).integrated_loudness(data.astype(np.float64))
+    meter = LoudnessMeter(rate, 2)
+    meter.add(np.ascontiguousarray(data.T))
+    if meter.true_peak_dbtp() < -1.05:  # the ceiling did not limit the gain: the target must be met
+        assert reference == pytest.approx(target, abs=0.1)
+    assert meter.true_peak_dbtp() <= -1.0 + 0.05
+    assert summary.lufs == pytest.approx(reference, abs=0.1)
+    assert summary.lufs_before_normalization is not None and summary.normalization_gain_db is not None
+    assert not list(tmp_path.glob(".*"))  # no scratch or partial files left
+
+
+def test_true_peak_ceiling_limits_the_gain(tmp_path):
+    # A sparse, very peaky signal: reaching -5 LUFS would need far more headroom than it has.
+    clicks = np.zeros((2, SR * 4), np.float32)
+    clicks[:, :: SR // 4] = 0.9
+    source = tmp_path / "clicks.wav"
+    sf.write(source, clicks.T, SR, subtype="FLOAT")
+    summary = process_file(Chain([pedalboard.Gain(0)], loudness_lufs=-5.0), source, tmp_path / "o.wav")
+    data, _ = sf.read(tmp_path / "o.wav", dtype="float32")
+    meter = LoudnessMeter(SR, 2)
+    meter.add(np.ascontiguousarray(data.T))
+    assert meter.true_peak_dbtp() <= -0.95
+    assert summary.lufs < -5.5
+
+
+def test_pitch_shift_is_processed_whole_and_matches_one_shot(tmp_path, song):
+    chain = Chain([pedalboard.PitchShift(semitones=3)])
+    out = tmp_path / "out.wav"
+    process_file(chain, song, out, RunOptions(block=1000))
+    data, _ = sf.read(out, dtype="float32")
+    source, _ = sf.read(song, dtype="float32")
+    expected = pedalboard.Pedalboard([pedalboard.PitchShift(semitones=3)])(source.T, SR)
+    np.testing.assert_allclose(data.T, expected, atol=1e-6)
+
+
+def test_non_streamable_chain_refuses_files_over_the_limit(tmp_path, song):
+    chain = Chain([pedalboard.GSMFullRateCompressor()])
+    with pytest.raises(StreamingError, match="GSMFullRateCompressor.*whole"):
+        process_file(chain, song, tmp_path / "out.wav", RunOptions(whole_file_limit_s=5.0))
+    assert not (tmp_path / "out.wav").exists()
+
+
+class _Unstable(Processor):
+    """A real (if badly behaved) processor: its output turns to NaN after one second."""
+
+    def _prepare(self, sample_rate: float, num_channels: int) -> int:
+        self._seen = 0
+        return 0
+
+    def _reset_state(self) -> None:
+        self._seen = 0
+
+    def _process_block(self, audio: np.ndarray, sample_rate: float) -> np.ndarray:
+        out = audio.copy()
+        position = self._seen + np.arange(audio.shape[1])
+        out[:, position > sample_rate] = np.nan
+        self._seen += audio.shape[1]
+        return out
+
+
+def test_chain_producing_nan_fails_cleanly(tmp_path, song):
+    with pytest.raises(StreamingError, match="NaN/Inf"):
+        process_file(Chain([_Unstable()]), song, tmp_path / "out.wav")
+    assert list(tmp_path.iterdir()) == [song]
+
+
+def test_progress_reports_audio_seconds(tmp_path, song):
+    seen: list[float] = []
+    process_file(Chain([pedalboard.Gain(-1)]), song, tmp_path / "o.wav", RunOptions(block=SR), progress=seen.append)
+    assert seen == sorted(seen) and seen[-1] == pytest.approx(8.0) and len(seen) == 8
+
+
+def test_summary_reports_peak_and_json_friendly_fields(tmp_path, song):
+    summary = process_file(Chain([pedalboard.Gain(-6)]), song, tmp_path / "o.flac")
+    source, _ = sf.read(song, dtype="float32")
+    expected_peak = 20 * np.log10(np.abs(source).max() * 10 ** (-6 / 20))
+    assert summary.peak_dbfs == pytest.approx(expected_peak, abs=0.01)
+    assert summary.subtype == "PCM_24" and summary.format == "FLAC"
+    assert all(isinstance(v, (str, int, float, list, type(None))) for v in summary.as_dict().values())

@@ -13,6 +13,7 @@ from .effects.processor import Processor
 from .errors import (
     AudioFileError,
     ChainFileError,
+    ModelFileError,
     OutputExistsError,
     ParameterError,
     PedalchainError,
@@ -23,6 +24,6 @@ from .errors import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "AudioFileError", "Chain", "ChainFileError", "OutputExistsError", "ParameterError", "PedalchainError",
+    "AudioFileError", "Chain", "ChainFileError", "ModelFileError", "OutputExistsError", "ParameterError", "PedalchainError",
     "PluginLoadError", "Processor", "Step", "StreamingError", "load_chain", "__version__",
 ]

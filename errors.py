@@ -44,3 +44,7 @@ class StreamingError(PedalchainError, RuntimeError):
 
 class OutputExistsError(PedalchainError, FileExistsError):
     """The output file exists and overwriting was not asked for."""
+
+
+class ModelFileError(PedalchainError, ValueError):
+    """A model file (.safetensors or .nam) is unreadable, truncated, of a newer format or inconsistent."""

@@ -172,6 +172,17 @@ def choose_output_format(
     return OutputFormat(container, source)
 
 
+_SFC_SET_ADD_PEAK_CHUNK = 0x1050
+
+
+def _omit_peak_chunk(stream: sf.SoundFile) -> None:
+    """libsndfile stamps float WAV/AIFF files with a PEAK chunk holding the wall-clock time, so two
+    identical renders would differ byte for byte; leave it out (soundfile has no public switch)."""
+    library = getattr(sf, "_snd", None)
+    if library is not None:
+        library.sf_command(stream._file, _SFC_SET_ADD_PEAK_CHUNK, sf._ffi.NULL, 0)
+
+
 class AtomicAudioWriter:
     """Writes to a hidden temporary file beside ``path`` and renames it into place on :meth:`commit`.
 
@@ -209,6 +220,7 @@ class AtomicAudioWriter:
         except (sf.LibsndfileError, RuntimeError) as error:
             self._temporary.unlink(missing_ok=True)
             raise AudioFileError(f"cannot write {fmt.container}/{fmt.subtype}: {error}", where=path) from None
+        _omit_peak_chunk(self._file)
 
     def write(self, block: np.ndarray) -> None:
         """Write channels-first float32 samples (nominal range ±1.0)."""

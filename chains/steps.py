@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import importlib
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -172,7 +173,7 @@ class ChainStep(StepKind):
 
 
 STEP_KINDS: dict[str, StepKind] = {}
-LAZY_STEP_KINDS: dict[str, str] = {}
+LAZY_STEP_KINDS: dict[str, str] = {"model": "pedalchain.effects.neural:MODEL_STEP"}
 """keyword -> "module:attribute" of a StepKind instance, imported the first time the keyword is used."""
 
 
@@ -194,6 +195,9 @@ def step_kind(keyword: str) -> StepKind:
 
 def kind_for(obj: StepObject) -> StepKind:
     """The registered kind that can write ``obj`` to YAML."""
+    for keyword, target in LAZY_STEP_KINDS.items():
+        if keyword not in STEP_KINDS and target.split(":")[0] in sys.modules:  # its objects may exist
+            step_kind(keyword)
     for kind in STEP_KINDS.values():
         if kind.owns(obj):
             return kind

@@ -15,8 +15,10 @@ FIXED_BLOCK_SIZE = 8192
 """Block size (samples) fed to segments holding MP3Compressor or Resample; equals pedalboard's default
 ``buffer_size``, so streamed output matches one-shot output exactly."""
 
-FIXED_BLOCK_TYPES: tuple[type, ...] = (pedalboard.MP3Compressor, pedalboard.Resample)
-"""Their chunked output matches one-shot output only when every block has the same size."""
+FIXED_BLOCK_TYPES: tuple[type, ...] = (pedalboard.MP3Compressor, pedalboard.Resample, pedalboard.ExternalPlugin)
+"""Their chunked output matches one-shot output only when every block has the same size.  For VST3
+plugins pedalboard re-prepares the plugin (losing its state) whenever a block is larger than any since
+the last reset, so hosted plugins get constant blocks too, as in a DAW."""
 
 NON_STREAMABLE_TYPES: tuple[type, ...] = (pedalboard.PitchShift, pedalboard.GSMFullRateCompressor)
 """Chunked output differs from one-shot output whatever the block size (pedalboard #415, #267)."""
@@ -88,6 +90,11 @@ class NativeSegment(Processor):
 
     def _reset_state(self) -> None:
         self.board.reset()
+        # pedalboard takes the smaller dimension as channels and forgets the layout on reset; an empty
+        # block pins it, so a first block of 1 or 2 stereo samples is not read as mono.
+        channels = self._prepared[1] if self._prepared else 0
+        if channels:
+            self.board.process(np.zeros((channels, 0), np.float32), self._sample_rate, reset=False)
         if self._input is not None:
             self._input.clear()
         if self._output is not None:

@@ -24,6 +24,7 @@ from .errors import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "AudioFileError", "Chain", "ChainFileError", "ModelFileError", "OutputExistsError", "ParameterError", "PedalchainError",
+    "AudioFileError", "Chain", "ChainFileError", "ModelFileError", "OutputExistsError", "ParameterError",
+    "PedalchainError",
     "PluginLoadError", "Processor", "Step", "StreamingError", "load_chain", "__version__",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
 import tempfile
@@ -172,6 +173,14 @@ def choose_output_format(
     return OutputFormat(container, source)
 
 
+@functools.cache
+def _umask() -> int:
+    """The process umask (read once: setting it to read it is not thread-safe)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 _SFC_SET_ADD_PEAK_CHUNK = 0x1050
 
 
@@ -257,6 +266,7 @@ class AtomicAudioWriter:
 
     def commit(self) -> None:
         self._file.close()
+        os.chmod(self._temporary, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get normal permissions
         os.replace(self._temporary, self.path)
 
     def discard(self) -> None:

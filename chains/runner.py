@@ -54,7 +54,9 @@ class RunOptions:
 
     def __post_init__(self) -> None:
         if not isinstance(self.block, int) or self.block < 1:
-            raise ParameterError(f"block size must be a whole number of samples ≥ 1, got {self.block!r}", where="--block")
+            raise ParameterError(
+                f"block size must be a whole number of samples ≥ 1, got {self.block!r}", where="--block"
+            )
         if not (math.isfinite(self.tail_s) and self.tail_s >= 0):
             raise ParameterError(f"tail must be ≥ 0 seconds, got {self.tail_s!r}", where="--tail")
 
@@ -254,9 +256,9 @@ class _Render:
             )
         return out
 
-    def to_file(self, path: Path, fmt: OutputFormat) -> _Written:
+    def to_file(self, path: Path, fmt: OutputFormat, true_peak: bool = False) -> _Written:
         """Render straight to ``path`` (atomically), metering what is written."""
-        meter = LoudnessMeter(self.info.sample_rate, self.info.channels)
+        meter = LoudnessMeter(self.info.sample_rate, self.info.channels, true_peak=true_peak)
         writer = AtomicAudioWriter(path, fmt, self.info.sample_rate, self.info.channels)
 
         def sink(out: np.ndarray) -> None:
@@ -270,11 +272,11 @@ class _Render:
         """Two passes: render to a float scratch file while metering, then apply the gain and write."""
         scratch_path = path.with_name(f".{path.name}.pass1.rf64")  # RF64: no 4 GB limit
         try:
-            first = self.to_file(scratch_path, OutputFormat("RF64", "FLOAT"))
+            first = self.to_file(scratch_path, OutputFormat("RF64", "FLOAT"), true_peak=True)
             before = first.meter.integrated_lufs()
             gain_db = loudness_gain_db(before, first.meter.true_peak_dbtp(), target_lufs, TRUE_PEAK_CEILING_DBTP)
             gain = np.float32(10.0 ** (gain_db / 20.0))
-            meter = LoudnessMeter(self.info.sample_rate, self.info.channels)
+            meter = LoudnessMeter(self.info.sample_rate, self.info.channels, true_peak=False)
             writer = AtomicAudioWriter(path, fmt, self.info.sample_rate, self.info.channels)
 
             def produce(put: Callable[[np.ndarray], None]) -> None:

@@ -52,7 +52,8 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> _Mapping:
         if not isinstance(key, str):
             raise ChainFileError(f"keys must be text, got {key!r}", where=f"line {line}")
         if key in mapping:
-            raise ChainFileError(f"duplicate key '{key}' (first on line {mapping.key_lines[key]})", where=f"line {line}")
+            first = mapping.key_lines[key]
+            raise ChainFileError(f"duplicate key '{key}' (first on line {first})", where=f"line {line}")
         mapping[key] = loader.construct_object(value_node, deep=True)
         mapping.key_lines[key] = line
     return mapping

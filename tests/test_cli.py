@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-
 from pedalchain.cli import main
 
 SR = 44100

@@ -3,7 +3,9 @@
 import subprocess
 import sys
 
-MODULES = ["pedalchain", "pedalchain.effects", "pedalchain.chains.runner", "pedalchain.chains.yaml_io", "pedalchain.cli"]
+MODULES = [
+    "pedalchain", "pedalchain.effects", "pedalchain.chains.runner", "pedalchain.chains.yaml_io", "pedalchain.cli",
+]
 
 
 def test_importing_the_engine_does_not_import_torch():

@@ -9,7 +9,6 @@ import pedalboard
 import pyloudnorm
 import pytest
 import soundfile as sf
-
 from pedalchain import Chain, Processor, StreamingError
 from pedalchain.chains.loudness import LoudnessMeter
 from pedalchain.chains.runner import RunOptions, process_file

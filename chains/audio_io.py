@@ -211,6 +211,8 @@ class AtomicAudioWriter:
         self.format = fmt
         self.clipped = 0
         self.over_full_scale = 0
+        self.peak = 0.0
+        """Largest absolute sample written (linear, before clipping)."""
         self._bits_source = np.random.PCG64(seed)
         self._pool = np.zeros(0, np.uint16)
         self._bits = fmt.integer_bits or 0
@@ -233,7 +235,10 @@ class AtomicAudioWriter:
 
     def write(self, block: np.ndarray) -> None:
         """Write channels-first float32 samples (nominal range ±1.0)."""
-        over = int(np.count_nonzero(np.abs(block) > 1.0))
+        magnitude = np.abs(block)
+        if magnitude.size:
+            self.peak = max(self.peak, float(magnitude.max()))
+        over = int(np.count_nonzero(magnitude > 1.0))
         self.over_full_scale += over
         if self._scale is None:
             if self.format.integer_bits is not None or self.format.container in LOSSY:

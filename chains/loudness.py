@@ -21,7 +21,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.signal import sosfilt
 
 from ..errors import ParameterError
 
@@ -91,6 +90,9 @@ class _KWeighting:
     """
 
     def __init__(self, sections: list[tuple[np.ndarray, np.ndarray]], channels: int) -> None:
+        from scipy.signal import sosfilt  # scipy.signal takes ~0.5 s to import: only when metering
+
+        self._sosfilt = sosfilt
         self._sos = np.array([np.concatenate([b, a]) for b, a in sections])
         self._shape = (len(sections), channels, 2)
         self.reset()
@@ -100,7 +102,7 @@ class _KWeighting:
 
     def process(self, u: np.ndarray) -> np.ndarray:
         """Filter ``u`` (channels, n) float64 and return the output, same shape; updates the state."""
-        y, self.state = sosfilt(self._sos, u, axis=1, zi=self.state)
+        y, self.state = self._sosfilt(self._sos, u, axis=-1, zi=self.state)
         return y
 
 

@@ -242,6 +242,12 @@ class Chain(Processor):
         stages = self.stages()
         if not stages:
             return audio.copy()
+        if len(stages) == 1:
+            return stages[0].process(audio, sample_rate, buffer_size, reset=True)
+        if self.streamable:
+            # Stage by stage, each one-shot would cut the tail that a later latent stage still needs;
+            # streaming the buffer plus `latency` zeros gives exactly what the file runner writes.
+            return super()._process_whole(audio, sample_rate, buffer_size)
         for stage in stages:
             audio = stage.process(audio, sample_rate, buffer_size, reset=True)
         return audio

@@ -25,7 +25,14 @@ from .processor import Processor
 from .streaming import SampleFifo
 
 TORCH_THREADS_ENV = "PEDALCHAIN_TORCH_THREADS"
-"""Environment variable: torch intra-op threads for neural steps (batch workers set 1)."""
+"""Environment variable: torch intra-op threads, set once when the first model loads (default
+:data:`DEFAULT_TORCH_THREADS`)."""
+
+DEFAULT_TORCH_THREADS = 1
+"""Streaming runs small ops per block (an LSTM: one per sample): on a 2-core box torch's default of 2
+threads made the shipped LSTM 10-25x slower (0.4x instead of 10x real time at block 512, under load),
+and a 256-tap FIR gained at most 1.4x whole-file.  Large whole-buffer models may want more: set the
+variable, or call ``torch.set_num_threads`` after loading."""
 
 _threads_configured = False
 
@@ -38,11 +45,10 @@ def import_torch() -> Any:
     except ImportError:
         raise PluginLoadError(NEEDS_TORCH) from None
     if not _threads_configured:
-        value = os.environ.get(TORCH_THREADS_ENV, "").strip()
-        if value:
-            if not value.isdigit() or int(value) < 1:
-                raise ParameterError(f"must be a whole number of threads ≥ 1, got {value!r}", where=TORCH_THREADS_ENV)
-            torch.set_num_threads(int(value))
+        value = os.environ.get(TORCH_THREADS_ENV, "").strip() or str(DEFAULT_TORCH_THREADS)
+        if not value.isdigit() or int(value) < 1:
+            raise ParameterError(f"must be a whole number of threads ≥ 1, got {value!r}", where=TORCH_THREADS_ENV)
+        torch.set_num_threads(int(value))
         _threads_configured = True
     return torch
 
@@ -56,11 +62,15 @@ class StreamingResampler:
     ``y[j] = Σ_n x[n] · h(n − t_j)`` over ``|n − t_j| < W``, with the Kaiser-windowed sinc
     ``h(τ) = 2ν · sinc(2ν τ) · I0(β √(1 − (τ/W)²)) / I0(β)``, cutoff ``ν = rolloff / 2 · min(1, Q/P)``
     cycles per input sample and half-width ``W = zero_crossings / (2ν)``.  The ``Q`` phases of ``h``
-    are tabulated once, each normalised to unity DC gain.  Input before sample 0 is silence.
+    are tabulated once (``K = ceil(W)`` taps each side), each normalised to unity DC gain.  Input before
+    sample 0 is silence.
 
-    Output ``j`` is produced as soon as input ``floor(t_j) + K`` has arrived (``K = ceil(W)``), so how
-    many outputs exist after ``N`` inputs depends only on ``N``, and each output is the same dot product
-    whatever the block sizes were: chunk-invariant by construction.
+    Output ``j`` is produced as soon as input ``floor(t_j) + K`` has arrived, so how many outputs exist
+    after ``N`` inputs depends only on ``N``, and each output is the same dot product whatever the block
+    sizes were: chunk-invariant.  Speed: ``Q`` consecutive outputs (one period) read ``L = ⌊(Q−1)P/Q⌋ + 2K``
+    consecutive inputs that start ``P`` later for the next period, so whole periods are one matrix
+    product of strided input windows (R, L) with a (L, Q) polyphase matrix; only the partial periods at
+    the ends of a call gather their windows one output at a time.  The product runs in torch, on the CPU.
 
     Args:
         source_rate, target_rate: Hz; their ratio must reduce to a denominator ≤ 16384.
@@ -74,8 +84,10 @@ class StreamingResampler:
     ROLLOFF = 0.9
     BETA = 8.6
     MAX_DENOMINATOR = 16384
-    CHUNK = 8192
-    """Outputs computed per vectorised step (bounds the gathered window memory)."""
+    MAX_MATRIX_ENTRIES = 1 << 21
+    """Larger polyphase matrices (odd rate pairs) are not built; every output is gathered instead."""
+    PERIODS_PER_PRODUCT = 1024
+    """Periods per matrix product (bounds the memory of the window copy)."""
 
     def __init__(
         self, source_rate: float, target_rate: float, channels: int, delay_in: int = 0, delay_out: int = 0
@@ -85,8 +97,12 @@ class StreamingResampler:
         self.channels = channels
         self.delay_in, self.delay_out = int(delay_in), int(delay_out)
         self.half_width = self.kernel_half_width(source_rate, target_rate)
-        self._table = self._phase_table()
+        self._table = self._phase_table()  # (Q, 2K)
         self._offsets = np.arange(2 * self.half_width)
+        self._period_length = (self.q - 1) * self.p // self.q + 2 * self.half_width
+        self._torch = import_torch()  # its matmul keeps to the thread count set once (numpy's BLAS may not)
+        fits = self.q * self._period_length <= self.MAX_MATRIX_ENTRIES
+        self._matrix = self._torch.from_numpy(self._polyphase_matrix()) if fits else None
         self.reset()
 
     @classmethod
@@ -106,6 +122,14 @@ class StreamingResampler:
         h[np.abs(tau) >= width] = 0.0
         return (h / h.sum(axis=1, keepdims=True)).astype(np.float32)
 
+    def _polyphase_matrix(self) -> np.ndarray:
+        """(L, Q): column ``s`` holds phase ``s·P mod Q`` of h, starting at window offset ``⌊s·P/Q⌋``."""
+        matrix = np.zeros((self._period_length, self.q), np.float32)
+        for s in range(self.q):
+            offset, phase = divmod(s * self.p, self.q)
+            matrix[offset : offset + 2 * self.half_width, s] = self._table[phase]
+        return matrix
+
     def _base(self, j: np.ndarray | int) -> tuple[Any, Any]:
         """``(floor(t_j), phase index)`` for output index/indices ``j``."""
         numerator = (j - self.delay_out) * self.p - self.delay_in * self.q
@@ -121,22 +145,32 @@ class StreamingResampler:
 
     def outputs_after(self, received: int) -> int:
         """How many outputs exist once ``received`` input samples have arrived."""
-        needed = (received - self.half_width + self.delay_in) * self.q  # (j − d_out)·P ≥ needed fails first
+        needed = (received - self.half_width + self.delay_in) * self.q  # output j needs (j − d_out)·P < needed
         return max(0, self.delay_out + -(-needed // self.p))
 
     def process(self, block: np.ndarray) -> np.ndarray:
         """Push ``block`` (channels, n) float32; return every output now computable, (channels, m ≥ 0)."""
         self._buffer = np.concatenate((self._buffer, block), axis=1)
         self._received += block.shape[1]
-        end = self.outputs_after(self._received)
-        if end <= self._produced:
+        start, end = self._produced, self.outputs_after(self._received)
+        if end <= start:
             return np.zeros((self.channels, 0), np.float32)
         pieces = []
-        for start in range(self._produced, end, self.CHUNK):
-            j = np.arange(start, min(end, start + self.CHUNK), dtype=np.int64)
-            base, phase = self._base(j)
-            columns = (base - self.half_width + 1 - self._first)[:, np.newaxis] + self._offsets  # (m, 2K)
-            pieces.append(np.einsum("cmk,mk->cm", self._buffer[:, columns], self._table[phase]))
+        if self._matrix is None:
+            periods_from, periods = end, 0
+        else:
+            periods_from = self.delay_out + -(-(start - self.delay_out) // self.q) * self.q  # first period start
+            periods = max(0, (end - periods_from) // self.q)
+        if periods:
+            if periods_from > start:
+                pieces.append(self._gathered(start, periods_from))
+            for done in range(0, periods, self.PERIODS_PER_PRODUCT):
+                pieces.append(self._by_periods(periods_from + done * self.q, min(self.PERIODS_PER_PRODUCT,
+                                                                                  periods - done)))
+            if periods_from + periods * self.q < end:
+                pieces.append(self._gathered(periods_from + periods * self.q, end))
+        else:
+            pieces.append(self._gathered(start, end))
         self._produced = end
         keep_from = int(self._base(end)[0]) - self.half_width + 1 - self._first
         if keep_from > 0:
@@ -144,6 +178,20 @@ class StreamingResampler:
             self._buffer = self._buffer[:, keep_from:]
             self._first += keep_from
         return pieces[0] if len(pieces) == 1 else np.concatenate(pieces, axis=1)
+
+    def _gathered(self, start: int, end: int) -> np.ndarray:
+        """Outputs ``start..end−1``, one window each: (channels, end − start)."""
+        base, phase = self._base(np.arange(start, end, dtype=np.int64))
+        columns = (base - self.half_width + 1 - self._first)[:, np.newaxis] + self._offsets  # (m, 2K)
+        return np.einsum("cmk,mk->cm", self._buffer[:, columns], self._table[phase])
+
+    def _by_periods(self, start: int, periods: int) -> np.ndarray:
+        """``periods`` whole periods of outputs from ``start`` (a period start): (channels, periods·Q)."""
+        first_window = int(self._base(start)[0]) - self.half_width + 1 - self._first
+        span = (periods - 1) * self.p + self._period_length
+        segment = self._torch.from_numpy(self._buffer[:, first_window : first_window + span])
+        windows = segment.unfold(1, self._period_length, self.p)  # (channels, periods, L), a strided view
+        return (windows.contiguous() @ self._matrix).reshape(self.channels, periods * self.q).numpy()
 
 
 def rate_ratio(source_rate: float, target_rate: float) -> Fraction:
@@ -164,7 +212,14 @@ class NeuralProcessor(Processor):
 
     ``process(block, sr, reset=False)`` returns ``block.shape[-1]`` samples delayed by ``latency``; any
     block split gives the whole-buffer result within 1e-5.  Channels are batch rows with independent
-    state.  Runs under ``torch.inference_mode()`` in float32.
+    state.  Runs under ``torch.inference_mode()`` in float32.  ``latency`` is the model's own (0 for causal
+    emulators) plus, when an emulator runs at another rate, the resamplers' round trip (about 2.5 ms:
+    109 samples at 44.1 kHz into a 48 kHz model); the first ``latency`` streamed samples are silence.
+
+    Known limit: two resampled models in one chain, streamed, differ from ``chain(audio)`` one-shot by
+    ~1e-4 in the first ``latency`` samples (the second one's pre-roll carries the sinc pre-ringing of the
+    first one's onset, which one-shot processing never shows); the file runner streams, so its output
+    does not depend on the block size.
 
     Args:
         model: a :class:`~pedalchain.models.base.StreamingModel`.
@@ -188,13 +243,13 @@ class NeuralProcessor(Processor):
         self._output: SampleFifo | None = None
         self._model_rate = info.sample_rate if info.kind == "emulator" and info.sample_rate else None
         self._channels = 0
+        self._preroll = 0  # output samples still to silence after a reset (see _process_block)
 
     @classmethod
     def load(cls, path: str | Path, device: str = "auto") -> NeuralProcessor:
         """Load a ``.safetensors`` (pedalchain) or ``.nam`` (Neural Amp Modeler) file, or a shipped model by name."""
-        import_torch()
         path = resolve_model(path, Path.cwd())
-        model, info = open_model(path)
+        model, info = open_model(path)  # checks the file before importing torch; then needs it
         return cls(model, info, device=device)
 
     def __repr__(self) -> str:
@@ -238,6 +293,7 @@ class NeuralProcessor(Processor):
             self._resample_in.reset()
             self._resample_out.reset()
             self._output.clear()
+        self._preroll = self._latency
 
     def _tensor(self, audio: np.ndarray) -> Any:
         """``audio`` (contiguous float32) as a tensor on the model's device, without a copy on the CPU."""
@@ -252,11 +308,20 @@ class NeuralProcessor(Processor):
 
     def _process_block(self, audio: np.ndarray, sample_rate: float) -> np.ndarray:
         if self._resample_in is None:
-            return self._run_model(audio)
-        resampled = self._resample_in.process(audio)
-        if resampled.shape[1]:
-            self._output.push(self._resample_out.process(self._run_model(resampled)))
-        return self._output.pop(audio.shape[1])
+            out = self._run_model(audio)
+        else:
+            resampled = self._resample_in.process(audio)
+            if resampled.shape[1]:
+                self._output.push(self._resample_out.process(self._run_model(resampled)))
+            out = self._output.pop(audio.shape[1])
+        if self._preroll:
+            # The first `latency` samples belong to times before the stream started.  They would carry
+            # the resamplers' pre-ringing of the first input samples; a step after this one must see
+            # silence there, as it does when the buffer is processed whole (history = zeros).
+            count = min(self._preroll, out.shape[1])
+            out[:, :count] = 0.0
+            self._preroll -= count
+        return out
 
     def _process_whole(self, audio: np.ndarray, sample_rate: float, buffer_size: int) -> np.ndarray:
         if self._resample_in is not None:
@@ -309,7 +374,6 @@ class ModelStep(StepKind):
                 "wet, bypass and id work on any step",
                 where=where,
             )
-        import_torch()
         return NeuralProcessor.load(resolve_model(value.strip(), context.base_dir), device=device)
 
     def owns(self, obj: Any) -> bool:

@@ -1,0 +1,319 @@
+"""Damage detection on audio files: doubled samples, sample-and-hold, band limit, clipping, DC, noise floor.
+
+Every check reads the file in blocks of about 0.5 s (one analysis window) and keeps only small per-window
+statistics, so memory does not grow with the file's length (the 50 ms RMS list grows by 20 floats per
+second; the averaged spectrum is one vector). Clipping needs the file's peak first, so it is a second pass.
+
+Doubled samples and sample-and-hold are found from *where the signal changes*: ``k`` is a change when
+``y[k] != y[k-1]`` (exact comparison, any channel). A hold by ``N`` (runs of ``N`` equal samples) puts every
+change on one residue of ``k mod N``; clean audio spreads the changes evenly. Equal neighbours by chance
+(silence, quiet or slow passages) only remove changes, they never add changes on the wrong residue, so the
+test is immune to them; windows with too few changes (digital silence, very quiet material) give no evidence
+either way. Doubled samples (``y[2n+1] == y[2n]``, parity 0, changes on even ``k``; or ``y[2n+2] == y[2n+1]``,
+parity 1, changes on odd ``k``) are a hold by 2. Fades, gain changes, resampling, dither or lossy coding
+after the damage break the exact equalities: such stretches are reported clean.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import AudioFileError
+from .audio_io import INTEGER_BITS, AudioInfo, probe_audio, read_blocks
+
+WINDOW_FRAMES = 10
+"""Analysis window = 10 RMS frames of 50 ms (0.5 s)."""
+RMS_FRAME_S = 0.05
+MAX_HOLD = 16
+"""Hold factors 2..MAX_HOLD are looked for."""
+HOLD_CONCENTRATION = 0.95
+"""A window shows hold ``N`` when at least this share of its changes fall on one residue of k mod N."""
+MIN_CHANGES = 500
+MIN_CHANGE_DENSITY = 0.02
+"""A window is evidence when it has at least max(MIN_CHANGES, MIN_CHANGE_DENSITY x samples) changes."""
+STOPBAND_DROP_DB = 30.0
+"""Band limit: the spectrum stays this far below the in-band level from the cutoff up to Nyquist."""
+CUTOFF_DROP_DB = 6.0
+"""The reported cutoff is where the spectrum is this far below the in-band level (the -6 dB point)."""
+MIN_STOPBAND_SHARE = 0.05
+"""The stopband must cover at least this share of 0..Nyquist (and 500 Hz) to count as a band limit."""
+QUIET_DBFS = -70.0
+"""Below this mean power (dBFS) the band-limit check is skipped: the spectrum is mostly noise floor."""
+CLIP_MIN_RUN = 3
+CLIP_MIN_SHARE = 1e-4
+SILENCE_DBFS = -200.0
+"""Floor for levels in dBFS (digital silence)."""
+
+
+def _empty_result(path: str | Path) -> dict:
+    return {
+        "file": str(path),
+        "sample_rate": None,
+        "channels": None,
+        "duration_s": None,
+        "doubled_samples": {"detected": False, "parity": None, "share": 0.0, "regions": []},
+        "hold": {"detected": False, "factor": None},
+        "band_limit": {"detected": False, "cutoff_hz": None},
+        "clipping": {"detected": False, "share": 0.0},
+        "dc_offset": None,
+        "noise_floor_dbfs": None,
+        "error": None,
+    }
+
+
+def detect_file(path: str | Path) -> dict:
+    """Analyse one file for damage; returns a JSON-able dict (see the module docstring for the methods).
+
+    Keys: ``file``; ``sample_rate`` (Hz); ``channels``; ``duration_s``;
+    ``doubled_samples``: ``detected``, ``parity`` (0: y[2n+1] == y[2n], 1: y[2n+2] == y[2n+1], None),
+    ``share`` (0..1 of the duration inside ``regions``), ``regions`` ([[start_s, end_s], ...], 0.5 s resolution);
+    ``hold``: ``detected``, ``factor`` (N: runs of N equal samples; 2 = doubled samples);
+    ``band_limit``: ``detected``, ``cutoff_hz`` (-6 dB point below a >= 30 dB drop that lasts to Nyquist);
+    ``clipping``: ``detected``, ``share`` (0..1 of all samples lying at the file's peak |value| in runs >= 3);
+    ``dc_offset``: mean of all samples (full scale = 1.0); ``noise_floor_dbfs``: 10th percentile of the 50 ms
+    RMS levels (all channels' power averaged), dBFS, floored at -200; ``error``: None, or the one-line message
+    of the AudioFileError that stopped the analysis (then the measurements are None or defaults).
+    """
+    result = _empty_result(path)
+    try:
+        info = probe_audio(path)
+        result.update(_analyse(info))
+    except AudioFileError as error:
+        result = _empty_result(path)
+        result["error"] = str(error)
+    return result
+
+
+def _analyse(info: AudioInfo) -> dict:
+    fs, channels = info.sample_rate, info.channels
+    frame = max(1, round(RMS_FRAME_S * fs))
+    window = WINDOW_FRAMES * frame
+    holds = _HoldScanner(window)
+    spectrum = _SpectrumAverager(fs)
+    frame_power: list[np.ndarray] = []
+    total = total_sq = 0.0
+    peak = 0.0
+    count = 0
+    for block in read_blocks(info, window):
+        holds.add(block)
+        spectrum.add(block)
+        block64 = block.astype(np.float64)
+        total += float(block64.sum())
+        total_sq += float(np.square(block64).sum())
+        peak = max(peak, float(np.abs(block).max()))
+        count += block.size
+        length = block.shape[1]
+        edges = np.arange(0, length, frame)
+        sums = np.add.reduceat(np.square(block64).sum(axis=0), edges)
+        frame_power.append(sums / (channels * np.diff(np.append(edges, length))))
+    powers = np.concatenate(frame_power)
+    noise_floor = 10 * math.log10(max(float(np.percentile(powers, 10)), 10 ** (SILENCE_DBFS / 10)))
+    mean_power_dbfs = 10 * math.log10(max(total_sq / count, 10 ** (SILENCE_DBFS / 10)))
+    clipped = _count_clipped(info, window, peak)
+    clip_share = clipped / count
+    doubled, hold = holds.summary(fs, info.frames)
+    cutoff = spectrum.cutoff_hz() if mean_power_dbfs >= QUIET_DBFS else None
+    return {
+        "sample_rate": fs,
+        "channels": channels,
+        "duration_s": info.frames / fs,
+        "doubled_samples": doubled,
+        "hold": hold,
+        "band_limit": {"detected": cutoff is not None, "cutoff_hz": cutoff},
+        "clipping": {"detected": clipped >= CLIP_MIN_RUN and clip_share >= CLIP_MIN_SHARE, "share": clip_share},
+        "dc_offset": total / count,
+        "noise_floor_dbfs": noise_floor,
+    }
+
+
+class _HoldScanner:
+    """Per window: how many changes fall on each residue of k mod N, N = 2..MAX_HOLD; keeps one verdict a window.
+
+    A window's verdict is the largest N whose best residue holds >= HOLD_CONCENTRATION of the changes (a hold
+    by 4 also concentrates mod 2, but not mod 8), or None (evidence of no hold), or "no evidence".
+    """
+
+    def __init__(self, window: int) -> None:
+        self.window = window
+        self.start = 0
+        self.previous: np.ndarray | None = None
+        self.verdicts: list[tuple[int | None, int | None] | None] = []
+        """Per window: (factor, residue) with factor None for clean, or None for no evidence."""
+        self._residues = {n: np.arange(window) % n for n in range(2, MAX_HOLD + 1)}
+
+    def add(self, block: np.ndarray) -> None:
+        length = block.shape[1]
+        changed = np.empty(block.shape, dtype=bool)
+        changed[:, 1:] = block[:, 1:] != block[:, :-1]
+        if self.previous is None:
+            changed[:, 0] = False
+        else:
+            changed[:, 0] = block[:, 0] != self.previous
+        self.previous = block[:, -1].copy()
+        per_sample = changed.sum(axis=0)
+        changes = int(per_sample.sum())
+        if changes < max(MIN_CHANGES, MIN_CHANGE_DENSITY * block.size):
+            self.verdicts.append(None)
+        else:
+            verdict: tuple[int | None, int | None] = (None, None)
+            for n, residues in self._residues.items():
+                counts = np.bincount(residues[:length], weights=per_sample, minlength=n)
+                best = int(np.argmax(counts))
+                if counts[best] >= HOLD_CONCENTRATION * changes:
+                    verdict = (n, (best + self.start) % n)
+            self.verdicts.append(verdict)
+        self.start += length
+
+    def summary(self, fs: int, frames: int) -> tuple[dict, dict]:
+        """(doubled_samples, hold) result entries; a finding needs min(2, evidence windows) windows."""
+        evidence = [v for v in self.verdicts if v is not None]
+        needed = min(2, len(evidence)) or 1
+        factors = [v[0] for v in evidence if v[0] is not None]
+        hold = {"detected": False, "factor": None}
+        if factors:
+            values, counts = np.unique(factors, return_counts=True)
+            best = int(values[np.argmax(counts)])
+            if counts.max() >= needed:
+                hold = {"detected": True, "factor": best}
+        doubled_flags = [v is not None and v[0] == 2 for v in self.verdicts]
+        parities = [v[1] for v in self.verdicts if v is not None and v[0] == 2]
+        doubled = {"detected": False, "parity": None, "share": 0.0, "regions": []}
+        if len(parities) >= needed:
+            regions = self._regions(doubled_flags, fs, frames)
+            doubled = {
+                "detected": True,
+                "parity": int(round(float(np.mean(parities)))),
+                "share": min(1.0, sum(end - start for start, end in regions) * fs / frames),
+                "regions": regions,
+            }
+        return doubled, hold
+
+    def _regions(self, flags: list[bool], fs: int, frames: int) -> list[list[float]]:
+        """Runs of flagged windows, bridging windows without evidence that lie between two flagged ones."""
+        bridged = list(flags)
+        last = None
+        for index, flag in enumerate(flags):
+            if flag:
+                if last is not None and all(self.verdicts[j] is None for j in range(last + 1, index)):
+                    for j in range(last + 1, index):
+                        bridged[j] = True
+                last = index
+        regions: list[list[float]] = []
+        for index, flag in enumerate(bridged):
+            if not flag:
+                continue
+            start, end = index * self.window / fs, min((index + 1) * self.window, frames) / fs
+            if regions and abs(regions[-1][1] - start) < 1e-9:
+                regions[-1][1] = end
+            else:
+                regions.append([start, end])
+        return [[round(start, 3), round(end, 3)] for start, end in regions]
+
+
+class _SpectrumAverager:
+    """Mean power spectrum over all channels: Hann frames of ``nfft`` ~ fs/10 samples (power of two), hop nfft."""
+
+    def __init__(self, fs: int) -> None:
+        self.fs = fs
+        self.nfft = 2 ** round(math.log2(fs / 10))
+        self.window = np.hanning(self.nfft + 1)[:-1]
+        self.carry: np.ndarray | None = None
+        self.power = np.zeros(self.nfft // 2 + 1)
+        self.frames = 0
+
+    def add(self, block: np.ndarray) -> None:
+        data = block if self.carry is None else np.concatenate([self.carry, block], axis=1)
+        usable = data.shape[1] // self.nfft * self.nfft
+        if usable:
+            frames = data[:, :usable].reshape(data.shape[0], -1, self.nfft).astype(np.float64)
+            spectra = np.abs(np.fft.rfft(frames * self.window, axis=-1)) ** 2
+            self.power += spectra.sum(axis=(0, 1))
+            self.frames += spectra.shape[0] * spectra.shape[1]
+        self.carry = data[:, usable:]
+
+    def cutoff_hz(self) -> float | None:
+        """The -6 dB point below the lowest frequency f_s >= 1 kHz from which the spectrum stays >= 30 dB
+        below the in-band level (median level of the octave below f_s) up to Nyquist; None if there is none.
+
+        The spectrum is smoothed over 5 bins (in power) first; the stopband must span >= 5 % of Nyquist.
+        """
+        if self.frames == 0:
+            return None
+        smooth = np.convolve(self.power / self.frames, np.ones(5) / 5, mode="same")
+        level = 10 * np.log10(smooth + 1e-30)
+        bins = len(level)
+        hz_per_bin = self.fs / self.nfft
+        suffix_max = np.maximum.accumulate(level[::-1])[::-1]
+        lowest = max(2, int(math.ceil(1000 / hz_per_bin)))
+        highest = bins - max(int(MIN_STOPBAND_SHARE * bins), int(math.ceil(500 / hz_per_bin)), 3)
+        for k in range(lowest, highest):
+            in_band = float(np.median(level[k // 2:k]))
+            if suffix_max[k] <= in_band - STOPBAND_DROP_DB:
+                edge = k
+                while edge > k // 2 and level[edge - 1] < in_band - CUTOFF_DROP_DB:
+                    edge -= 1
+                return float(edge * hz_per_bin)
+        return None
+
+
+def _count_clipped(info: AudioInfo, block: int, peak: float) -> int:
+    """Samples with |x| >= peak - tol that lie in runs of >= CLIP_MIN_RUN along one channel (runs may span
+    blocks). tol = 1.01 integer step for integer files (libsndfile may round the two rails one step apart),
+    else 1e-6 x peak."""
+    if peak <= 0:
+        return 0
+    bits = INTEGER_BITS.get(info.subtype)
+    threshold = peak - (1.01 * 2.0 ** (1 - bits) if bits else 1e-6 * peak)
+    carry = np.zeros(info.channels, dtype=np.int64)
+    clipped = 0
+    for data in read_blocks(info, block):
+        mask = np.abs(data) >= threshold
+        length = data.shape[1]
+        for channel in range(info.channels):
+            edges = np.diff(np.concatenate(([0], mask[channel].astype(np.int8), [0])))
+            starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+            runs = ends - starts
+            if len(runs) and starts[0] == 0:
+                runs[0] += carry[channel]
+            elif carry[channel] >= CLIP_MIN_RUN:
+                clipped += int(carry[channel])
+            carry[channel] = 0
+            if len(runs) and ends[-1] == length:
+                carry[channel] = runs[-1]
+                runs = runs[:-1]
+            clipped += int(runs[runs >= CLIP_MIN_RUN].sum())
+    clipped += int(carry[carry >= CLIP_MIN_RUN].sum())
+    return clipped
+
+
+def format_detect_table(results: list[dict]) -> str:
+    """One line per file: duration, doubled samples (parity, share), hold, band limit, clipping, DC, floor;
+    errors are listed after the table."""
+    header = ["file", "dur s", "doubled", "hold", "band limit", "clipping", "DC", "floor dBFS"]
+    rows = [header]
+    errors = []
+    for result in results:
+        if result.get("error"):
+            rows.append([result["file"], "-", "error (below)", "", "", "", "", ""])
+            errors.append(f"error: {result['error']}")
+            continue
+        doubled = result["doubled_samples"]
+        hold = result["hold"]
+        band = result["band_limit"]
+        clip = result["clipping"]
+        rows.append([
+            result["file"],
+            f"{result['duration_s']:.1f}",
+            f"yes (parity {doubled['parity']}, {doubled['share']:.0%})" if doubled["detected"] else "no",
+            f"x{hold['factor']}" if hold["detected"] else "no",
+            f"{band['cutoff_hz'] / 1000:.1f} kHz" if band["detected"] else "no",
+            f"yes ({clip['share']:.3%})" if clip["detected"] else "no",
+            f"{result['dc_offset']:+.4f}",
+            f"{result['noise_floor_dbfs']:.1f}",
+        ])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
+    return "\n".join(lines + errors)

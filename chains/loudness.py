@@ -3,8 +3,10 @@
 The file runner feeds audio block by block; the meter keeps a constant-size filter state and input
 buffer plus one float per 100 ms gating sub-block (about 280 KiB per hour of audio), so memory does not
 grow with the block size and the readings do not depend on how the signal is split (up to float64
-rounding).  The K-weighting runs in scipy's compiled ``sosfilt``; true peak (opt-in, it costs more)
-uses a polyphase interpolator that skips spans which cannot raise the running maximum.
+rounding).  The K-weighting runs block-parallel as matrix products (see :class:`_BlockIIR`); true peak
+(opt-in, it costs more) uses a polyphase interpolator that skips spans which cannot raise the running
+maximum.  Matrix products this small are slowed down, not sped up, by BLAS threads: callers processing
+files run the meter under ``threadpoolctl.threadpool_limits(1)`` (the file runner does).
 
 References
 ----------
@@ -47,6 +49,7 @@ _CHANNEL_WEIGHTS: dict[int, tuple[float, ...]] = {
     8: (1.0, 1.0, 1.0, 0.0, 1.41, 1.41, 1.41, 1.41),  # 7.1: L R C LFE Ls Rs Lb Rb
 }
 
+_IIR_CHUNK = 64  # samples per chunk of the block-parallel IIR (see _BlockIIR)
 _TP_TAPS = 32  # taps per polyphase branch of the true-peak interpolator (also its frame length)
 _TP_KAISER_BETA = 8.0
 _BUFFER = 8_192  # add() gathers shorter blocks up to this many samples before processing
@@ -82,28 +85,91 @@ def k_weighting_biquads(sample_rate: float) -> list[tuple[np.ndarray, np.ndarray
     return out
 
 
-class _KWeighting:
-    """The K-weighting cascade over blocks with carried state (second-order sections, scipy's sosfilt).
+class _BlockIIR:
+    """Cascade of biquads run over whole blocks with carried state, vectorised with matrix products.
 
-    A compiled IIR loop: matrix-product formulations are faster on an idle machine but depend on BLAS
-    threads, which fight with the file runner's writer thread and the plugins.
+    The cascade is written as a state-space system ``s[n+1] = A s[n] + B u[n]``,
+    ``y[n] = C s[n] + D u[n]`` (transposed direct form II per section, so ``s`` is exactly the ``zi``
+    that ``scipy.signal.lfilter`` would carry).  A block is cut into chunks of ``L`` samples; per chunk
+
+    * zero-state response: ``y_zs = u @ T`` with ``T`` the ``L x L`` Toeplitz matrix of the impulse
+      response ``h[0] = D``, ``h[k] = C A^(k-1) B``;
+    * zero-input response: ``y_zi = s_start @ O`` with ``O[:, j] = (C A^j)^T``;
+    * end state ``s_end = A^L s_start + v`` with ``v = u @ G``, ``G[i] = (A^(L-1-i) B)^T``.
+
+    The chunk-to-chunk recursion ``s_(k+1) = M s_k + v_k`` (``M = A^L``) is solved by a log-depth
+    prefix scan, so no Python loop runs per sample or per chunk.  Cost is about ``L + 2 N`` multiply-adds
+    per sample (N = 4 state variables), nearly all inside BLAS matrix products.
     """
 
-    def __init__(self, sections: list[tuple[np.ndarray, np.ndarray]], channels: int) -> None:
-        from scipy.signal import sosfilt  # scipy.signal takes ~0.5 s to import: only when metering
-
-        self._sosfilt = sosfilt
-        self._sos = np.array([np.concatenate([b, a]) for b, a in sections])
-        self._shape = (len(sections), channels, 2)
-        self.reset()
+    def __init__(self, sections: list[tuple[np.ndarray, np.ndarray]], channels: int, chunk: int) -> None:
+        big_a = np.zeros((0, 0))
+        big_b = np.zeros(0)
+        big_c = np.zeros(0)
+        big_d = 1.0
+        for b, a in sections:
+            a_s = np.array([[-a[1], 1.0], [-a[2], 0.0]])
+            b_s = np.array([b[1] - a[1] * b[0], b[2] - a[2] * b[0]])
+            c_s = np.array([1.0, 0.0])
+            d_s = float(b[0])
+            n = big_a.shape[0]
+            new_a = np.zeros((n + 2, n + 2))
+            new_a[:n, :n] = big_a
+            new_a[n:, :n] = np.outer(b_s, big_c)
+            new_a[n:, n:] = a_s
+            big_a, big_b = new_a, np.concatenate([big_b, b_s * big_d])
+            big_c, big_d = np.concatenate([d_s * big_c, c_s]), d_s * big_d
+        order = big_a.shape[0]
+        length = chunk
+        powers = [np.eye(order)]
+        for _ in range(length):
+            powers.append(big_a @ powers[-1])
+        self._powers = np.array(powers)  # A^0 .. A^L
+        h = np.empty(length)
+        h[0] = big_d
+        h[1:] = [big_c @ powers[k - 1] @ big_b for k in range(1, length)]
+        idx = np.arange(length)
+        diff = idx[None, :] - idx[:, None]
+        self._toeplitz = np.where(diff >= 0, h[np.clip(diff, 0, None)], 0.0)  # (L, L)
+        self._obs = np.array([big_c @ powers[j] for j in range(length)]).T  # (N, L)
+        self._gain = np.array([powers[length - 1 - i] @ big_b for i in range(length)])  # (L, N)
+        self._chunk = length
+        self._order = order
+        self._doubling = [powers[length]]  # M^(2^i), extended on demand
+        self._channels = channels
+        self.state = np.zeros((channels, order))
 
     def reset(self) -> None:
-        self.state = np.zeros(self._shape)
+        self.state = np.zeros((self._channels, self._order))
 
     def process(self, u: np.ndarray) -> np.ndarray:
         """Filter ``u`` (channels, n) float64 and return the output, same shape; updates the state."""
-        y, self.state = self._sosfilt(self._sos, u, axis=-1, zi=self.state)
-        return y
+        ch, n = u.shape
+        length = self._chunk
+        k = -(-n // length)
+        rem = n - (k - 1) * length  # length of the last chunk, 1..L
+        if rem == length:
+            chunks = u.reshape(ch, k, length)
+        else:
+            chunks = np.zeros((ch, k, length))
+            chunks.reshape(ch, k * length)[:, :n] = u
+        flat = chunks.reshape(ch * k, length)
+        y = (flat @ self._toeplitz).reshape(ch, k, length)
+        ends = (flat @ self._gain).reshape(ch, k, self._order)
+        ends[:, 0] += self.state @ self._doubling[0].T
+        step, level = 1, 0
+        while step < k:  # Hillis-Steele scan: ends[j] = sum_i M^(j-i) v_i
+            if level == len(self._doubling):
+                self._doubling.append(self._doubling[-1] @ self._doubling[-1])
+            ends[:, step:] += ends[:, :-step] @ self._doubling[level].T
+            step, level = 2 * step, level + 1
+        starts = np.concatenate([self.state[:, None, :], ends[:, :-1]], axis=1)
+        y += starts @ self._obs
+        if rem == length:
+            self.state = ends[:, -1].copy()
+        else:
+            self.state = starts[:, -1] @ self._powers[rem].T + chunks[:, -1, :rem] @ self._gain[length - rem:]
+        return y.reshape(ch, k * length)[:, :n]
 
 
 def _true_peak_interpolator(factor: int, taps: int, beta: float) -> np.ndarray:
@@ -258,7 +324,7 @@ class LoudnessMeter:
         self.sample_rate = float(sample_rate)
         self.num_channels = int(num_channels)
         self._weights = np.array(_CHANNEL_WEIGHTS[self.num_channels])
-        self._filter = _KWeighting(k_weighting_biquads(self.sample_rate), self.num_channels)
+        self._filter = _BlockIIR(k_weighting_biquads(self.sample_rate), self.num_channels, _IIR_CHUNK)
         self.true_peak = bool(true_peak)
         self._true_peak = _TruePeak(self.sample_rate if self.true_peak else MAX_SAMPLE_RATE, self.num_channels)
         self.reset()

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from ..errors import AudioFileError, OutputExistsError, ParameterError, StreamingError
 from .audio_io import AtomicAudioWriter, AudioInfo, OutputFormat, choose_output_format, probe_audio, read_blocks
@@ -43,7 +44,7 @@ class RunOptions:
         sanitize: replace NaN/Inf input samples with 0 instead of refusing the file.
         whole_file_limit_s: longest file (seconds) processed whole when a step cannot stream.
         measure_loudness: meter the output's integrated loudness for the summary (costs ~0.2 % of a
-            core per real-time second plus scipy's import); normalisation meters regardless.
+            core per real-time second); normalisation meters regardless.
     """
 
     block: int = 8192
@@ -152,12 +153,9 @@ def process_file(
         )
     render = _Render(chain, info, options, progress)
     target = chain.loudness_lufs
-    if target is None:
-        meter = LoudnessMeter(info.sample_rate, info.channels, true_peak=False) if options.measure_loudness else None
-        measured = render.to_file(output_path, fmt, meter)
-        summary_extra: dict[str, Any] = {}
-    else:
-        measured, summary_extra = render.normalized(output_path, fmt, target)
+    # The meter's small matrix products only slow down with BLAS threads fighting the chain for cores.
+    with threadpool_limits(limits=1, user_api="blas"):
+        measured, summary_extra = render.render(output_path, fmt, target)
     wall = time.perf_counter() - started
     summary = FileSummary(
         input=str(input_path), output=str(output_path), sample_rate=info.sample_rate, channels=info.channels,
@@ -264,6 +262,15 @@ class _Render:
                 where=self.info.path,
             )
         return out
+
+    def render(self, path: Path, fmt: OutputFormat, target_lufs: float | None) -> tuple[_Written, dict[str, Any]]:
+        """Render to ``path``: in one pass, or in two when a loudness target is set."""
+        if target_lufs is not None:
+            return self.normalized(path, fmt, target_lufs)
+        info = self.info
+        measure = self.options.measure_loudness
+        meter = LoudnessMeter(info.sample_rate, info.channels, true_peak=False) if measure else None
+        return self.to_file(path, fmt, meter), {}
 
     def to_file(self, path: Path, fmt: OutputFormat, meter: LoudnessMeter | None) -> _Written:
         """Render straight to ``path`` (atomically), feeding ``meter`` (if any) what is written."""

@@ -5,8 +5,8 @@ BIN    := $(VENV)/bin
 DEMO_IN  := chains/examples/demo.flac
 DEMO_OUT := demo-output/
 
-# Neural steps (later issues) need torch: pin it as `torch==2.13.0` (a CPU wheel on this machine);
-# a bare `torch` or a newer range pulls a multi-GB CUDA build.
+# Neural steps need torch, pinned in pyproject's `neural` extra as `torch==2.13.0` (a CPU wheel on this
+# machine); a bare `torch` or a newer range pulls a multi-GB CUDA build.
 
 .PHONY: install install-test demo test lint clean
 
@@ -15,7 +15,7 @@ $(BIN)/python:
 
 # A regular (non-editable) install, so package data (presets, demo clip) is tested as users get it.
 install: $(BIN)/python
-	$(BIN)/pip install --quiet .
+	$(BIN)/pip install --quiet ".[neural]"
 
 install-test: $(BIN)/python
 	$(BIN)/pip install --quiet ".[test]"

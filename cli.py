@@ -2,9 +2,12 @@
 
     chain apply my.yaml song.wav [-o OUT] [--tail S] [--block N] [--overwrite] [--format F] [--subtype S]
                                  [--quiet | --json] [--sanitize] [--plugin-timeout S]
+    chain apply my.yaml "music/**/*.flac" list.txt -o OUT/ [--jobs N] [--resume] [--executor ray [--address A]]
     chain check my.yaml [--sample-rate HZ] [--channels N]
     chain plugins [PATH.vst3]
     chain presets
+    chain info MODEL.safetensors|MODEL.nam|NAME       chain models
+    chain detect FILES... [--json]                     chain compare REFERENCE CANDIDATE [--split HZ] [--json]
 
 Exit status: 0 success, 1 a file could not be processed, 2 bad usage or chain file, 130 interrupted.
 """
@@ -12,13 +15,22 @@ Exit status: 0 success, 1 a file could not be processed, 2 bad usage or chain fi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
 
 from . import __version__
-from .errors import AudioFileError, ChainFileError, OutputExistsError, ParameterError, PedalchainError, PluginLoadError
+from .errors import ChainFileError, OutputExistsError, ParameterError, PedalchainError, PluginLoadError
+
+if TYPE_CHECKING:
+    from .chains.batch import BatchReport, ChainSpec, Executor, FileResult, Job, Plan, ResumeState
+    from .chains.engine import Chain
+    from .chains.runner import RunOptions
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 PROGRESS_MIN_SECONDS = 30.0
@@ -36,9 +48,14 @@ def build_parser() -> argparse.ArgumentParser:
         "INPUT.<chain>.<ext> beside each input; an existing output is refused without --overwrite.",
     )
     apply.add_argument("chain", help="chain YAML file, or the name of a shipped preset (see `chain presets`)")
-    apply.add_argument("inputs", nargs="+", type=Path, help="audio files (WAV, FLAC, AIFF, OGG, MP3)")
     apply.add_argument(
-        "-o", "--output", help="output file, or a folder (ends with /, exists as one, or several inputs)"
+        "inputs", nargs="+", help="audio files (WAV, FLAC, AIFF, OGG, MP3), quoted glob patterns "
+        "(\"music/**/*.flac\"), or .txt manifests (one path per line, relative to the manifest's folder; # comments)",
+    )
+    apply.add_argument(
+        "-o", "--output", help="output file, or a folder (ends with /, exists as one, several inputs, a glob or "
+        "a manifest); a folder mirrors globbed inputs' tree (manifests: from the manifest's folder) and holds the "
+        "resume record and chain-report.json",
     )
     apply.add_argument("--tail", type=float, default=0.0, metavar="SECONDS", help="keep this much reverb/delay tail")
     apply.add_argument(
@@ -54,6 +71,18 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument(
         "--plugin-timeout", type=float, default=30.0, metavar="SECONDS", help="give up on a VST3 that loads longer"
     )
+    apply.add_argument(
+        "--jobs", "-j", type=int, metavar="N", help="worker processes, each loading the chain once (~its memory "
+        "each); default 1 (in this process), with --executor ray one per cluster CPU",
+    )
+    apply.add_argument(
+        "--resume", action="store_true", help="skip files the output folder's record says were rendered with the "
+        "same input, chain and settings; re-render (replace) the others",
+    )
+    apply.add_argument("--executor", choices=["local", "ray"], default="local",
+                       help="local worker processes, or a Ray cluster (pip install 'pedalchain[ray]')")
+    apply.add_argument("--address", help="Ray cluster address (e.g. auto, or host:6379); default: RAY_ADDRESS, "
+                       "else the cluster last started here, else a private one")
 
     check = commands.add_parser("check", help="validate a chain and print it with its latency")
     check.add_argument("chain", help="chain YAML file or preset name")
@@ -66,12 +95,33 @@ def build_parser() -> argparse.ArgumentParser:
     plugins.add_argument("--plugin-timeout", type=float, default=30.0, metavar="SECONDS")
 
     commands.add_parser("presets", help="list shipped chain presets")
+
+    info = commands.add_parser("info", help="describe a model file (.safetensors, .nam) or a shipped model")
+    info.add_argument("model", help="a model file, or a shipped model's name (see `chain models`)")
+    commands.add_parser("models", help="list shipped models")
+
+    detect = commands.add_parser(
+        "detect", help="report damage: doubled samples, sample-and-hold, band limit, clipping, DC, noise floor",
+        description="Reads each file once or twice in blocks; progress goes to stderr. Exit 1 if any file "
+        "could not be read (the others are still reported).",
+    )
+    detect.add_argument("inputs", nargs="+", type=Path, help="audio files")
+    detect.add_argument("--json", action="store_true", help="print a JSON list with one object per file")
+
+    compare = commands.add_parser("compare", help="measure a candidate against a reference: LSD, SNR, SI-SDR")
+    compare.add_argument("reference", type=Path)
+    compare.add_argument("candidate", type=Path)
+    compare.add_argument("--split", type=float, metavar="HZ", help="LSD below/above this frequency (default fs/4)")
+    compare.add_argument("--json", action="store_true", help="print the measures as one JSON object")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = {"apply": _apply, "check": _check, "plugins": _plugins, "presets": _presets}[args.command]
+    handler = {
+        "apply": _apply, "check": _check, "plugins": _plugins, "presets": _presets, "info": _info,
+        "models": _models, "detect": _detect, "compare": _compare,
+    }[args.command]
     try:
         return handler(args)
     except KeyboardInterrupt:
@@ -96,59 +146,176 @@ def _warn(message: str) -> None:
     print(f"chain: warning: {message}", file=sys.stderr)
 
 
-def _output_paths(args: argparse.Namespace, chain_stem: str) -> list[Path]:
-    from .chains.runner import default_output_path
-
-    output = Path(args.output) if args.output else None
-    is_folder = bool(args.output) and (
-        args.output.endswith(("/", "\\")) or Path(args.output).is_dir() or len(args.inputs) > 1
-    )
-    if output is not None and is_folder and not output.exists():
-        try:
-            output.mkdir(parents=True)
-        except OSError as error:
-            raise AudioFileError(f"cannot create output folder: {error.strerror}", where=output) from None
-    paths = [default_output_path(path, chain_stem, output, is_folder) for path in args.inputs]
-    seen: dict[Path, Path] = {}
-    for source, target in zip(args.inputs, paths, strict=True):
-        key = target.resolve()
-        if key in seen:
-            raise OutputExistsError(f"both {seen[key]} and {source} would be written here; use separate folders",
-                                    where=target)
-        seen[key] = source
-    if args.format:
-        paths = [path.with_suffix("." + args.format) if is_folder or output is None else path for path in paths]
-    return paths
-
-
 def _apply(args: argparse.Namespace) -> int:
-    from .chains.runner import RunOptions, process_file
-    from .chains.yaml_io import load_chain, resolve_chain_path
+    from .chains import batch
+    from .chains.runner import RunOptions
+    from .chains.yaml_io import resolve_chain_path
 
     options = RunOptions(
         block=args.block, tail_s=args.tail, overwrite=args.overwrite, container=args.format, subtype=args.subtype,
-        sanitize=args.sanitize,
+        sanitize=args.sanitize, measure_loudness=not args.quiet,
     )
+    _check_executor_options(args)
     chain_path = resolve_chain_path(args.chain)
-    chain = load_chain(chain_path, plugin_timeout_s=args.plugin_timeout)
-    failures = 0
-    for source, target in zip(args.inputs, _output_paths(args, chain_path.stem), strict=True):
-        try:
-            with _ProgressBar(enabled=not (args.quiet or args.json), label=source.name) as bar:
-                summary = process_file(chain, source, target, options, progress=bar.update)
-        except (PedalchainError, OSError) as error:
-            failures += 1
-            _error(str(error) if isinstance(error, PedalchainError) else f"{source}: {error.strerror or error}")
-            if args.json:
-                print(json.dumps({"input": str(source), "output": None, "error": str(error)}), flush=True)
-            continue
-        if args.json:
-            print(json.dumps(summary.as_dict()), flush=True)
-        elif not args.quiet:
-            for warning in summary.warnings:
-                _warn(f"{source}: {warning}")
-            print(summary.line(), flush=True)
-    return EXIT_FAILED if failures else EXIT_OK
+    spec = batch.ChainSpec.from_path(chain_path, args.plugin_timeout)
+    chain = spec.build()  # chain errors (exit 2) before any output folder or worker exists
+    if args.output:
+        inputs = batch.expand_inputs(args.inputs, exclude=Path(args.output))
+        where = f"inside the output folder {args.output}"
+    else:
+        inputs = batch.expand_inputs(args.inputs, chain_stem=chain_path.stem)
+        where = f"named like outputs of this chain (*.{chain_path.stem}.*)"
+    console = _Console(args)
+    if inputs.excluded and not args.quiet:
+        console.warn(f"left out {inputs.excluded} files matching the pattern {where}")
+    stop = threading.Event()
+    with contextlib.ExitStack() as stack:
+        executor = _executor(args, spec, chain, options, len(inputs.files), console)  # Ray connects here
+        stack.callback(executor.close)
+        plan = batch.plan_jobs(inputs, chain_path.stem, args.output, args.format)
+        if args.resume and plan.folder is None:
+            raise ParameterError("needs an output folder (-o DIR/): the resume record lives there", where="--resume")
+        console.start(plan.jobs, plan.batch)
+        stack.callback(console.close)
+        state = _open_state(plan, spec, options, console, stack)
+        stack.enter_context(batch.stop_on_sigint(stop, notice=_stopping_notice))
+        report = batch.run_batch(plan, executor, console.result, stop, state, args.resume, str(chain_path))
+        report_path = plan.folder / batch.REPORT_NAME if plan.folder is not None and plan.batch else None
+        if report_path is not None:
+            batch.write_json_atomically(report_path, report.as_dict(), indent=1)
+    if plan.batch:
+        console.summary(report, report_path)
+    if report.interrupted:
+        _error("interrupted; no partial output was left behind")
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if report.failed else EXIT_OK
+
+
+def _open_state(
+    plan: Plan, spec: ChainSpec, options: RunOptions, console: _Console, stack: contextlib.ExitStack
+) -> ResumeState | None:
+    """The output folder's resume record, locked for this run (None without an output folder)."""
+    from .chains import batch
+
+    if plan.folder is None:
+        return None
+    stack.enter_context(batch.folder_lock(plan.folder))
+    state = batch.ResumeState(plan.folder, batch.settings_for(spec, options))
+    if state.warning:
+        console.warn(state.warning)
+    return state
+
+
+def _check_executor_options(args: argparse.Namespace) -> None:
+    if args.jobs is not None and args.jobs < 1:
+        raise ParameterError(f"expects a number of worker processes ≥ 1, got {args.jobs}", where="--jobs")
+    if args.address is not None and args.executor != "ray":
+        raise ParameterError("applies to --executor ray only", where="--address")
+
+
+def _executor(
+    args: argparse.Namespace, spec: ChainSpec, chain: Chain, options: RunOptions, files: int, console: _Console
+) -> Executor:
+    """--executor ray: Ray actors; --jobs 1 (or one file): this process; else a local process pool."""
+    from .chains import batch
+
+    if args.executor == "ray":
+        return batch.RayExecutor(spec, options, args.address, args.jobs)
+    workers = min(args.jobs or 1, files)
+    if workers <= 1:
+        return batch.InProcessExecutor(chain, options, file_progress=console.file_progress)
+    return batch.LocalPoolExecutor(spec, options, workers)
+
+
+def _stopping_notice() -> None:
+    """Called from the SIGINT handler: os.write is safe there, print is not."""
+    os.write(2, b"chain: stopping after the current block (Ctrl-C again to abort at once)\n")
+
+
+class _Console:
+    """What the user sees: a line (or JSON object) per file, errors on stderr, a bar on a terminal, a summary.
+
+    A batch gets one bar over files; a single file keeps its bar in audio seconds.
+    """
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.quiet, self.json = args.quiet, args.json
+        self.jobs: list[Job] = []
+        self.bar = None
+        self.file_bar = _ProgressBar(enabled=False, label="")
+
+    def start(self, jobs: list[Job], is_batch: bool) -> None:
+        """Jobs are planned: open the bar (over files for a batch, in audio seconds for one file)."""
+        self.jobs = jobs
+        show = not (self.quiet or self.json) and sys.stderr.isatty()
+        if show and is_batch:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=len(jobs), unit="file", desc="files", file=sys.stderr, dynamic_ncols=True)
+        self.file_bar = _ProgressBar(enabled=show and not is_batch, label="")
+
+    def _say(self, text: str, stream: TextIO) -> None:
+        if self.bar is not None:
+            self.bar.write(text, file=stream)
+        else:
+            print(text, file=stream, flush=True)
+
+    def warn(self, message: str) -> None:
+        if self.bar is not None:
+            self.bar.write(f"chain: warning: {message}", file=sys.stderr)
+        else:
+            _warn(message)
+
+    def file_progress(self, index: int, seconds: float) -> None:
+        self.file_bar.label = self.jobs[index].input.name
+        self.file_bar.update(seconds, self.jobs[index].input)
+
+    def result(self, result: FileResult) -> None:
+        if result.status == "cancelled":
+            return
+        if self.bar is not None:
+            self.bar.update(1)
+        self.file_bar.close()
+        if result.status == "failed":
+            self._say(f"chain: error: {result.error}", sys.stderr)
+            if self.json:
+                self._say(json.dumps({"input": str(result.job.input), "output": None, "error": result.error}),
+                          sys.stdout)
+        elif result.status == "skipped":
+            if self.json:
+                self._say(json.dumps({"input": str(result.job.input), "output": str(result.job.output),
+                                      "skipped": True}), sys.stdout)
+        elif self.json:
+            self._say(json.dumps(result.summary.as_dict()), sys.stdout)
+        elif not self.quiet:
+            for warning in result.summary.warnings:
+                self.warn(f"{result.job.input}: {warning}")
+            self._say(result.summary.line(), sys.stdout)
+
+    def summary(self, report: BatchReport, report_path: Path | None) -> None:
+        self.close()
+        if self.quiet:
+            return
+        head = "interrupted" if report.interrupted else f"{report.files} files"
+        counts = f"{report.done} done, {report.skipped} skipped, {report.failed} failed"
+        if report.not_rendered:
+            counts += f", {report.not_rendered} not rendered"
+        hours = report.audio_s / 3600
+        audio = f"{hours:.2f} h" if hours >= 0.1 else f"{report.audio_s / 60:.1f} min"
+        speed = f"{report.realtime_factor:.0f}x real time, " if report.audio_s else ""
+        workers = f"{report.workers} {report.executor} worker{'s' if report.workers != 1 else ''}"
+        print(f"chain: {head}: {counts}; {audio} of audio in {report.wall_s:.1f} s ({speed}{workers})",
+              file=sys.stderr)
+        for failure in report.failures:
+            print(f"chain: failed: {failure['error']}", file=sys.stderr)
+        if report_path is not None:
+            print(f"chain: report: {report_path}", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        self.file_bar.close()
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 class _ProgressBar:
@@ -163,17 +330,29 @@ class _ProgressBar:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+            self.bar = None
 
-    def update(self, seconds: float) -> None:
+    def update(self, seconds: float, source: Path) -> None:
         if not self.enabled:
             return
         if self.bar is None:
             from tqdm import tqdm
 
-            self.bar = tqdm(desc=self.label, unit="s", unit_scale=False, leave=False, file=sys.stderr,
-                            bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total_fmt} s [{elapsed}<{remaining}]")
+            from .chains.audio_io import probe_audio
+
+            total = probe_audio(source).duration_s
+            if total < PROGRESS_MIN_SECONDS:
+                self.enabled = False
+                return
+            self.bar = tqdm(
+                desc=self.label, total=total, unit="s", leave=False, file=sys.stderr,
+                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}]",
+            )
         self.bar.n = seconds
         self.bar.refresh()
 
@@ -222,6 +401,40 @@ def _presets(args: argparse.Namespace) -> int:
 
     for name, description in list_presets().items():
         print(f"{name:<20} {description}")
+    return EXIT_OK
+
+
+def _info(args: argparse.Namespace) -> int:
+    from .models.model_file import describe_model_file
+
+    print(describe_model_file(args.model))
+    return EXIT_OK
+
+
+def _models(args: argparse.Namespace) -> int:
+    from .models.model_file import describe_shipped_models
+
+    print(describe_shipped_models())
+    return EXIT_OK
+
+
+def _detect(args: argparse.Namespace) -> int:
+    from .chains.detect import detect_file, format_detect_table
+
+    results = []
+    for position, path in enumerate(args.inputs, 1):
+        if sys.stderr.isatty():
+            print(f"chain: detect {position}/{len(args.inputs)}: {path}", file=sys.stderr, flush=True)
+        results.append(detect_file(path))
+    print(json.dumps(results, indent=1) if args.json else format_detect_table(results))
+    return EXIT_FAILED if any(result["error"] for result in results) else EXIT_OK
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from .chains.compare import compare_files, format_compare
+
+    result = compare_files(args.reference, args.candidate, split_hz=args.split)
+    print(json.dumps(result) if args.json else format_compare(result))
     return EXIT_OK
 
 

@@ -322,3 +322,43 @@ def test_ctrl_c_mid_file_leaves_no_output(tmp_path):
     assert process.returncode == 130, err
     assert "interrupted" in err and "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["long.wav", "slow.yaml"]
+
+
+# -- model, detection and comparison commands ------------------------------------------------------------
+
+
+def test_models_and_info_describe_shipped_models(capsys):
+    assert main(["models"]) == 0
+    listing = capsys.readouterr().out
+    assert "lowpass-5k" in listing and "ESR" in listing
+    assert main(["info", "lowpass-5k"]) == 0
+    info = capsys.readouterr().out
+    assert "architecture     fir" in info and "receptive field  256 samples" in info and "48000 Hz" in info
+
+
+def test_info_on_a_missing_model_is_one_line(tmp_path):
+    result = run_cli("info", str(tmp_path / "nope.safetensors"), cwd=tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "nope.safetensors" in result.stderr
+
+
+def test_detect_json_reports_doubled_samples_and_unreadable_files(tmp_path, capsys):
+    rng = np.random.default_rng(3)
+    clean = rng.standard_normal((2 * SR, 2)).astype(np.float32) * 0.2
+    doubled = clean.copy()
+    doubled[1::2] = doubled[::2]
+    sf.write(tmp_path / "clean.wav", clean, SR, subtype="FLOAT")
+    sf.write(tmp_path / "doubled.wav", doubled, SR, subtype="FLOAT")
+    files = [str(tmp_path / name) for name in ("clean.wav", "doubled.wav", "missing.wav")]
+    assert main(["detect", *files, "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert [entry["doubled_samples"]["detected"] for entry in report[:2]] == [False, True]
+    assert report[1]["doubled_samples"]["parity"] == 0 and report[2]["error"]
+
+
+def test_compare_json_measures_a_gain_change(tmp_path, song, gain_yaml, capsys):
+    assert main(["apply", str(gain_yaml), str(song), "--quiet"]) == 0
+    assert main(["compare", str(song), str(tmp_path / "song.my.wav"), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["lag_samples"] == 0 and result["si_sdr_db"] > 40  # same shape, only quieter
+    assert result["snr_db"] == pytest.approx(-20 * np.log10(1 - 10 ** (-6 / 20)), abs=0.2)

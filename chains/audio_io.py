@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import functools
 import os
 import struct
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +12,7 @@ import numpy as np
 import soundfile as sf
 
 from ..errors import AudioFileError, ParameterError
+from .atomic import publish, temporary_beside
 
 SAMPLE_RATE_RANGE_HZ = (8000, 192000)
 MAX_FILE_CHANNELS = 8
@@ -173,14 +172,6 @@ def choose_output_format(
     return OutputFormat(container, source)
 
 
-@functools.cache
-def _umask() -> int:
-    """The process umask (read once: setting it to read it is not thread-safe)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 _SFC_SET_ADD_PEAK_CHUNK = 0x1050
 
 
@@ -219,14 +210,13 @@ class AtomicAudioWriter:
         # Dither only where it matters: 32-bit integers already exceed float32's 24-bit mantissa.
         self._scale = float(2 ** (self._bits - 1)) if 0 < self._bits < 32 else None
         try:
-            handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+            self._temporary = temporary_beside(path, ".partial")
         except OSError as error:
             raise AudioFileError(f"cannot write in this folder: {error.strerror}", where=path.parent) from None
-        os.close(handle)
-        self._temporary = Path(temporary)
         try:
             self._file = sf.SoundFile(
-                temporary, "w", samplerate=sample_rate, channels=channels, format=fmt.container, subtype=fmt.subtype
+                str(self._temporary), "w", samplerate=sample_rate, channels=channels, format=fmt.container,
+                subtype=fmt.subtype,
             )
         except (sf.LibsndfileError, RuntimeError) as error:
             self._temporary.unlink(missing_ok=True)
@@ -271,8 +261,7 @@ class AtomicAudioWriter:
 
     def commit(self) -> None:
         self._file.close()
-        os.chmod(self._temporary, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get normal permissions
-        os.replace(self._temporary, self.path)
+        publish(self._temporary, self.path)
 
     def discard(self) -> None:
         if not self._file.closed:

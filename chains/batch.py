@@ -28,7 +28,6 @@ import multiprocessing
 import os
 import signal
 import sys
-import tempfile
 import threading
 import time
 from collections import deque
@@ -41,6 +40,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import AudioFileError, ChainFileError, OutputExistsError, ParameterError, PedalchainError
+from .atomic import write_atomically
 from .engine import Chain
 from .runner import FileSummary, RunOptions, default_output_path, process_file
 
@@ -354,14 +354,7 @@ def _digest_of(data: Any) -> str:
 def write_json_atomically(path: Path, data: Any, indent: int | None = None) -> None:
     """Write ``data`` as JSON to a hidden temporary file beside ``path``, then rename it into place."""
     text = json.dumps(data, indent=indent, separators=None if indent else (",", ":"))  # no indent: C encoder
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_atomically(path, text)
 
 
 class ResumeState:

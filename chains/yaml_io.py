@@ -8,7 +8,6 @@ from __future__ import annotations
 import difflib
 import math
 import os
-import tempfile
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import yaml
 
 from ..errors import ChainFileError, PedalchainError
+from .atomic import write_atomically
 from .engine import Chain, Step
 from .steps import (
     DEFAULT_PLUGIN_TIMEOUT_S,
@@ -256,11 +256,4 @@ def save_chain(chain: Chain, path: str | Path) -> None:
     """Write ``chain`` to ``path`` as YAML, atomically (temporary file, then rename)."""
     target = Path(path)
     text = yaml.safe_dump(chain_to_data(chain, target.parent), sort_keys=False, allow_unicode=True, width=100)
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_atomically(target, text)

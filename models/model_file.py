@@ -23,11 +23,11 @@ import math
 import os
 import platform
 import struct
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..chains.atomic import write_atomically
 from ..errors import ModelFileError, PluginLoadError
 from .registry import NEEDS_TORCH, architecture_class
 
@@ -418,15 +418,7 @@ def save_model(
         raise ValueError(f"model metadata must be JSON-able (finite numbers, text, lists, mappings): {error}") from None
     tensors = {name: value.detach().to("cpu", torch.float32, copy=True) for name, value in model.state_dict().items()}
     data = save(tensors, metadata={METADATA_KEY: text})  # one key: byte-identical files on every run
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        os.chmod(temporary, 0o644)  # mkstemp makes 0600; a model file is meant to be shared
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_atomically(path, data)
     return _info(path, meta, sum(value.numel() for value in tensors.values()))
 
 

@@ -22,14 +22,13 @@ from __future__ import annotations
 import datetime
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 
+from ..chains.atomic import write_atomically
 from ..errors import ModelFileError
 from .base import StreamingModel
 from .fir import FIR
@@ -512,12 +511,5 @@ def export_nam(model: StreamingModel, path: str | Path, *, sample_rate: float | 
     except (TypeError, ValueError) as error:
         raise ModelFileError(f"cannot write .nam: {error} (non-finite weights or non-JSON metadata?)",
                              where=path) from None
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_atomically(path, text)
     return path

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pedalboard
 from threadpoolctl import threadpool_limits
 
 from ..errors import AudioFileError, OutputExistsError, ParameterError, StreamingError
@@ -83,6 +84,7 @@ class FileSummary:
     lufs: float | None
     lufs_before_normalization: float | None = None
     normalization_gain_db: float | None = None
+    true_peak_limited: bool | None = None
     clipped_samples: int = 0
     samples_above_full_scale: int = 0
     nonfinite_replaced: int = 0
@@ -97,7 +99,8 @@ class FileSummary:
         else:
             lufs = f"{self.lufs:.1f} LUFS" if math.isfinite(self.lufs) else "silent"
         if self.lufs_before_normalization is not None:
-            lufs = f"{self.lufs_before_normalization:.1f} -> {lufs} ({self.normalization_gain_db:+.1f} dB)"
+            limiter = ", true-peak limited" if self.true_peak_limited else ""
+            lufs = f"{self.lufs_before_normalization:.1f} -> {lufs} ({self.normalization_gain_db:+.1f} dB{limiter})"
         peak = f"{self.peak_dbfs:.1f} dBFS" if math.isfinite(self.peak_dbfs) else "-inf dBFS"
         return (
             f"{self.output}: {self.duration_s:.1f} s in {self.wall_s:.1f} s ({self.realtime_factor:.0f}x real time), "
@@ -223,8 +226,7 @@ class _Render:
             if self.progress:
                 self.progress(info.duration_s)
             return
-        chain.reset()
-        to_skip = chain.latency
+        to_skip = chain.latency_at(info.sample_rate, info.channels)  # resets the chain
 
         def emit(out: np.ndarray) -> None:
             nonlocal to_skip
@@ -286,30 +288,31 @@ class _Render:
         return _Written(meter, writer.clipped, writer.over_full_scale, writer.peak)
 
     def normalized(self, path: Path, fmt: OutputFormat, target_lufs: float) -> tuple[_Written, dict[str, Any]]:
-        """Two passes: render to a float scratch file while metering, then apply the gain and write."""
+        """Two passes: render to a float scratch file while metering loudness and true peak; then apply the
+        gain, and where that would push the true peak over the ceiling, a true-peak brickwall limiter."""
         scratch_path = path.with_name(f".{path.name}.pass1.rf64")  # RF64: no 4 GB limit
         try:
             first_meter = LoudnessMeter(self.info.sample_rate, self.info.channels, true_peak=True)
             self.to_file(scratch_path, OutputFormat("RF64", "FLOAT"), first_meter)
             before = first_meter.integrated_lufs()
-            gain_db = loudness_gain_db(before, first_meter.true_peak_dbtp(), target_lufs, TRUE_PEAK_CEILING_DBTP)
-            gain = np.float32(10.0 ** (gain_db / 20.0))
+            gain_db = target_lufs - before if math.isfinite(before) else 0.0
+            peak_safe_db = loudness_gain_db(before, first_meter.true_peak_dbtp(), target_lufs, TRUE_PEAK_CEILING_DBTP)
+            limited = gain_db > peak_safe_db + 0.01
+            finish = Chain([pedalboard.Gain(gain_db)])
+            if limited:
+                finish.append(pedalboard.BrickwallLimiter(ceiling_db=TRUE_PEAK_CEILING_DBTP, true_peak=True))
             meter = LoudnessMeter(self.info.sample_rate, self.info.channels, true_peak=False)
             writer = AtomicAudioWriter(path, fmt, self.info.sample_rate, self.info.channels)
-
-            def produce(put: Callable[[np.ndarray], None]) -> None:
-                for block in read_blocks(probe_audio(scratch_path), self.options.block):
-                    block *= gain
-                    put(block)
+            second = _Render(finish, probe_audio(scratch_path), RunOptions(block=self.options.block), None)
 
             def sink(block: np.ndarray) -> None:
                 meter.add(block)
                 writer.write(block)
 
-            _write_in_background(produce, sink, writer)
+            _write_in_background(second.run, sink, writer)
         finally:
             scratch_path.unlink(missing_ok=True)
-        extra = {"lufs_before_normalization": before, "normalization_gain_db": gain_db}
+        extra = {"lufs_before_normalization": before, "normalization_gain_db": gain_db, "true_peak_limited": limited}
         return _Written(meter, writer.clipped, writer.over_full_scale, writer.peak), extra
 
 

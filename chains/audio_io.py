@@ -236,17 +236,22 @@ class AtomicAudioWriter:
                 block = np.clip(block, -1.0, 1.0)
             self._file.write(block.T)
             return
-        count = block.shape[0] * block.shape[1]
-        uniform = self._uniform16(2 * count).reshape(block.shape[1], block.shape[0], 2).astype(np.float32)
-        dither = (uniform[..., 0] - uniform[..., 1]) * np.float32(1.0 / 65536.0)  # TPDF in (-1, 1) LSB
-        # Exact in float32 even at 24 bits: scaling is a power of two and the split into whole and
-        # fraction is exact, so the dither only meets the (small) fraction.
+        self.clipped += over  # |x| > 1 lands on the rails after rounding (give or take half an LSB)
+        pairs = self._uniform16(2 * block.size).reshape(block.shape[1], block.shape[0], 2)
+        dither = np.subtract(pairs[..., 0], pairs[..., 1], dtype=np.float32)
+        dither *= np.float32(1.0 / 65536.0)  # TPDF in (-1, 1) LSB, sample-major
+        dither += np.float32(0.5)  # rounding
         scaled = block.T * np.float32(self._scale)
-        whole = np.floor(scaled)
-        rounded = whole + np.floor(scaled - whole + dither + np.float32(0.5))
-        low, high = -self._scale, self._scale - 1.0
-        self.clipped += int(np.count_nonzero((scaled < low - 0.5) | (scaled > high + 0.5)))
-        np.clip(rounded, low, high, out=rounded)
+        if self._bits <= 16:  # float32 keeps 8+ fractional bits here: round directly
+            scaled += dither
+            rounded = np.floor(scaled, out=scaled)
+        else:  # near 24-bit full scale float32 has no fraction left: split off the whole part first (exact)
+            whole = np.floor(scaled)
+            scaled -= whole
+            scaled += dither
+            rounded = np.floor(scaled, out=scaled)
+            rounded += whole
+        np.clip(rounded, -self._scale, self._scale - 1.0, out=rounded)
         quantized = rounded.astype(np.int32)
         quantized <<= 32 - self._bits
         self._file.write(quantized)

@@ -12,7 +12,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -236,7 +236,7 @@ class _Render:
             if out.shape[1]:
                 sink(self._same_channels(out))
 
-        for block in read_blocks(info, block_size):
+        for block in _read_ahead(read_blocks(info, block_size)):
             emit(chain.process(self._checked(block, position), info.sample_rate, reset=False))
             position += block.shape[1]
             if self.progress:
@@ -314,6 +314,52 @@ class _Render:
             scratch_path.unlink(missing_ok=True)
         extra = {"lufs_before_normalization": before, "normalization_gain_db": gain_db, "true_peak_limited": limited}
         return _Written(meter, writer.clipped, writer.over_full_scale, writer.peak), extra
+
+
+def _read_ahead(blocks: Iterator[np.ndarray], depth: int = 4) -> Iterator[np.ndarray]:
+    """Yield ``blocks``, decoded on a helper thread up to ``depth`` blocks ahead of the consumer.
+
+    Decoding then overlaps with the chain (pedalboard releases the GIL); an error while decoding is
+    re-raised here, and closing this generator early stops the helper.
+    """
+    ready: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def offer(item: tuple[str, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for block in blocks:
+                if not offer(("block", block)):
+                    return
+            offer(("end", None))
+        except BaseException as error:  # handed to the consumer
+            offer(("error", error))
+        finally:
+            close = getattr(blocks, "close", None)
+            if close is not None:
+                close()
+
+    reader = threading.Thread(target=work, name="pedalchain-reader", daemon=True)
+    reader.start()
+    try:
+        while True:
+            kind, value = ready.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        reader.join()
 
 
 _QUEUE_BLOCKS = 8

@@ -326,12 +326,6 @@ class _ProgressBar:
         self.label = label
         self.bar = None
 
-    def __enter__(self) -> _ProgressBar:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()

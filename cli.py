@@ -113,14 +113,26 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("candidate", type=Path)
     compare.add_argument("--split", type=float, metavar="HZ", help="LSD below/above this frequency (default fs/4)")
     compare.add_argument("--json", action="store_true", help="print the measures as one JSON object")
+
+    train = commands.add_parser("train", help="make excitation audio, train effect emulators and restorers")
+    train_commands = train.add_subparsers(dest="train_command", required=True, metavar="WHAT")
+    for module in ("capture", "restore"):
+        _train_module(module).add_commands(train_commands)
     return parser
+
+
+def _train_module(name: str):
+    """models/<name>/cli.py: its ``add_commands`` adds `chain train` sub-commands (argparse only: fast start-up)."""
+    import importlib
+
+    return importlib.import_module(f".models.{name}.cli", __package__)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {
         "apply": _apply, "check": _check, "plugins": _plugins, "presets": _presets, "info": _info,
-        "models": _models, "detect": _detect, "compare": _compare,
+        "models": _models, "detect": _detect, "compare": _compare, "train": lambda args: args.handler(args),
     }[args.command]
     try:
         return handler(args)

@@ -186,8 +186,9 @@ def _omit_peak_chunk(stream: sf.SoundFile) -> None:
 class AtomicAudioWriter:
     """Writes to a hidden temporary file beside ``path`` and renames it into place on :meth:`commit`.
 
-    Integer subtypes get TPDF dither (±1 LSB triangular, seeded, so reruns are identical) and hard
-    clipping at full scale; clipped samples are counted in ``clipped``.
+    Integer subtypes get TPDF dither (±1 LSB triangular, seeded, so reruns are identical) where a sample
+    must be rounded (samples already on the output grid are written exactly) and hard clipping at full
+    scale; clipped samples are counted in ``clipped``.
 
     Args:
         path: final output path.
@@ -242,6 +243,10 @@ class AtomicAudioWriter:
         dither *= np.float32(1.0 / 65536.0)  # TPDF in (-1, 1) LSB, sample-major
         dither += np.float32(0.5)  # rounding
         scaled = block.T * np.float32(self._scale)
+        # Samples already on the output grid (digital silence, integer input passed through) need no
+        # rounding, so they get no dither either: they are written exactly.
+        exact = np.rint(scaled)
+        on_grid = exact == scaled
         if self._bits <= 16:  # float32 keeps 8+ fractional bits here: round directly
             scaled += dither
             rounded = np.floor(scaled, out=scaled)
@@ -251,6 +256,7 @@ class AtomicAudioWriter:
             scaled += dither
             rounded = np.floor(scaled, out=scaled)
             rounded += whole
+        np.copyto(rounded, exact, where=on_grid)
         np.clip(rounded, -self._scale, self._scale - 1.0, out=rounded)
         quantized = rounded.astype(np.int32)
         quantized <<= 32 - self._bits

@@ -702,7 +702,8 @@ class LocalPoolExecutor:
     name = "local"
 
     def __init__(self, spec: ChainSpec, options: RunOptions, workers: int) -> None:
-        self.spec, self.options, self.workers = spec, options, workers
+        # N workers already fill N cores: helper I/O threads in each would only oversubscribe them
+        self.spec, self.options, self.workers = spec, dataclasses.replace(options, overlap_io=False), workers
 
     def close(self) -> None:
         """Nothing to release: each pool is shut down when its run ends."""
@@ -825,7 +826,7 @@ class RayExecutor:
 
     def __init__(self, spec: ChainSpec, options: RunOptions, address: str | None, workers: int | None) -> None:
         self.spec = dataclasses.replace(spec, source=os.path.abspath(spec.source))  # workers run elsewhere
-        self.options, self.address = options, address
+        self.options, self.address = dataclasses.replace(options, overlap_io=False), address  # as LocalPoolExecutor
         self.ray = import_ray()
         self._connect()
         self.workers = workers or max(1, int(self.ray.cluster_resources().get("CPU", 1)))

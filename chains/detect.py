@@ -17,6 +17,8 @@ after the damage break the exact equalities: such stretches are reported clean.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +66,47 @@ def _empty_result(path: str | Path) -> dict:
     }
 
 
+@dataclass(frozen=True)
+class _Source:
+    """Audio to analyse, read in blocks (twice: clipping needs the peak first): a file or an in-memory buffer."""
+
+    fs: int
+    channels: int
+    frames: int
+    integer_bits: int | None
+    """Bits of the integer samples the audio came from (file subtype), None for float or unknown."""
+    blocks: Callable[[int], Iterator[np.ndarray]]
+
+    @classmethod
+    def of_file(cls, info: AudioInfo) -> _Source:
+        return cls(info.sample_rate, info.channels, info.frames, INTEGER_BITS.get(info.subtype),
+                   lambda size: read_blocks(info, size))
+
+    @classmethod
+    def of_array(cls, audio: np.ndarray, sample_rate: int) -> _Source:
+        audio = np.atleast_2d(np.asarray(audio, dtype=np.float32))
+        return cls(int(sample_rate), audio.shape[0], audio.shape[1], None,
+                   lambda size: (audio[:, start:start + size] for start in range(0, audio.shape[1], size)))
+
+
+def detect_input(source: str | Path | np.ndarray, sample_rate: float | None = None) -> dict:
+    """:func:`detect_file`'s measurements for a file path or a (channels, samples) buffer at ``sample_rate`` Hz.
+
+    What restorers call from ``analyze_input``.  Raises AudioFileError for an unreadable file; an empty buffer
+    gives the "nothing detected" result.
+    """
+    if isinstance(source, np.ndarray):
+        if sample_rate is None:
+            raise ValueError("detect_input needs the sample rate of a buffer")
+        result = _empty_result("<buffer>")
+        if source.size:
+            result.update(_analyse(_Source.of_array(source, int(round(sample_rate)))))
+        return result
+    result = _empty_result(source)
+    result.update(_analyse(_Source.of_file(probe_audio(source))))
+    return result
+
+
 def detect_file(path: str | Path) -> dict:
     """Analyse one file for damage; returns a JSON-able dict (see the module docstring for the methods).
 
@@ -77,18 +120,16 @@ def detect_file(path: str | Path) -> dict:
     RMS levels (all channels' power averaged), dBFS, floored at -200; ``error``: None, or the one-line message
     of the AudioFileError that stopped the analysis (then the measurements are None or defaults).
     """
-    result = _empty_result(path)
     try:
-        info = probe_audio(path)
-        result.update(_analyse(info))
+        result = detect_input(path)
     except AudioFileError as error:
         result = _empty_result(path)
         result["error"] = str(error)
     return result
 
 
-def _analyse(info: AudioInfo) -> dict:
-    fs, channels = info.sample_rate, info.channels
+def _analyse(source: _Source) -> dict:
+    fs, channels = source.fs, source.channels
     frame = max(1, round(RMS_FRAME_S * fs))
     window = WINDOW_FRAMES * frame
     holds = _HoldScanner(window)
@@ -97,7 +138,7 @@ def _analyse(info: AudioInfo) -> dict:
     total = total_sq = 0.0
     peak = 0.0
     count = 0
-    for block in read_blocks(info, window):
+    for block in source.blocks(window):
         holds.add(block)
         spectrum.add(block)
         block64 = block.astype(np.float64)
@@ -112,14 +153,14 @@ def _analyse(info: AudioInfo) -> dict:
     powers = np.concatenate(frame_power)
     noise_floor = 10 * math.log10(max(float(np.percentile(powers, 10)), 10 ** (SILENCE_DBFS / 10)))
     mean_power_dbfs = 10 * math.log10(max(total_sq / count, 10 ** (SILENCE_DBFS / 10)))
-    clipped = _count_clipped(info, window, peak)
+    clipped = _count_clipped(source, window, peak)
     clip_share = clipped / count
-    doubled, hold = holds.summary(fs, info.frames)
+    doubled, hold = holds.summary(fs, source.frames)
     cutoff = spectrum.cutoff_hz() if mean_power_dbfs >= QUIET_DBFS else None
     return {
         "sample_rate": fs,
         "channels": channels,
-        "duration_s": info.frames / fs,
+        "duration_s": source.frames / fs,
         "doubled_samples": doubled,
         "hold": hold,
         "band_limit": {"detected": cutoff is not None, "cutoff_hz": cutoff},
@@ -259,20 +300,20 @@ class _SpectrumAverager:
         return None
 
 
-def _count_clipped(info: AudioInfo, block: int, peak: float) -> int:
+def _count_clipped(source: _Source, block: int, peak: float) -> int:
     """Samples with |x| >= peak - tol that lie in runs of >= CLIP_MIN_RUN along one channel (runs may span
     blocks). tol = 1.01 integer step for integer files (libsndfile may round the two rails one step apart),
     else 1e-6 x peak."""
     if peak <= 0:
         return 0
-    bits = INTEGER_BITS.get(info.subtype)
+    bits = source.integer_bits
     threshold = peak - (1.01 * 2.0 ** (1 - bits) if bits else 1e-6 * peak)
-    carry = np.zeros(info.channels, dtype=np.int64)
+    carry = np.zeros(source.channels, dtype=np.int64)
     clipped = 0
-    for data in read_blocks(info, block):
+    for data in source.blocks(block):
         mask = np.abs(data) >= threshold
         length = data.shape[1]
-        for channel in range(info.channels):
+        for channel in range(source.channels):
             edges = np.diff(np.concatenate(([0], mask[channel].astype(np.int8), [0])))
             starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
             runs = ends - starts

@@ -222,6 +222,9 @@ class Chain(Processor):
                     raise
                 raise ParameterError(f"{error.where}: {error.message}", where=step.origin) from None
 
+    def analyze_input(self, source: Path | np.ndarray, sample_rate: float) -> list[str]:
+        return [note for stage in self.stages() for note in stage.analyze_input(source, sample_rate)]
+
     def _prepare(self, sample_rate: float, num_channels: int) -> int:
         self.check_format(sample_rate, num_channels)
         return sum(stage.latency_at(sample_rate, num_channels) for stage in self.stages())

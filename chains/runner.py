@@ -46,6 +46,9 @@ class RunOptions:
         whole_file_limit_s: longest file (seconds) processed whole when a step cannot stream.
         measure_loudness: meter the output's integrated loudness for the summary (costs ~0.2 % of a
             core per real-time second); normalisation meters regardless.
+        overlap_io: decode and encode on helper threads while the chain runs (faster for one file; batch
+            workers that already fill every core turn it off to avoid oversubscription).  The output does
+            not depend on it.
     """
 
     block: int = 8192
@@ -56,6 +59,7 @@ class RunOptions:
     sanitize: bool = False
     whole_file_limit_s: float = 900.0
     measure_loudness: bool = True
+    overlap_io: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.block, int) or self.block < 1:
@@ -89,6 +93,8 @@ class FileSummary:
     samples_above_full_scale: int = 0
     nonfinite_replaced: int = 0
     warnings: list[str] = field(default_factory=list)
+    analysis: list[str] = field(default_factory=list)
+    """What steps that look at the whole input first (``restorer: auto``) found and decided."""
 
     def as_dict(self) -> dict[str, Any]:
         return {key: (None if isinstance(v, float) and not math.isfinite(v) else v) for key, v in asdict(self).items()}
@@ -102,9 +108,10 @@ class FileSummary:
             limiter = ", true-peak limited" if self.true_peak_limited else ""
             lufs = f"{self.lufs_before_normalization:.1f} -> {lufs} ({self.normalization_gain_db:+.1f} dB{limiter})"
         peak = f"{self.peak_dbfs:.1f} dBFS" if math.isfinite(self.peak_dbfs) else "-inf dBFS"
+        analysis = f" [{'; '.join(self.analysis)}]" if self.analysis else ""
         return (
             f"{self.output}: {self.duration_s:.1f} s in {self.wall_s:.1f} s ({self.realtime_factor:.0f}x real time), "
-            f"peak {peak}, {lufs}, {self.clipped_samples} clipped"
+            f"peak {peak}, {lufs}, {self.clipped_samples} clipped{analysis}"
         )
 
 
@@ -154,6 +161,7 @@ def process_file(
             f"whole, this one is {info.duration_s / 60:.1f} min: split it or remove that step",
             where=input_path,
         )
+    analysis = chain.analyze_input(input_path, info.sample_rate)
     render = _Render(chain, info, options, progress)
     target = chain.loudness_lufs
     # The meter's small matrix products only slow down with BLAS threads fighting the chain for cores.
@@ -167,7 +175,7 @@ def process_file(
         peak_dbfs=20.0 * math.log10(measured.peak) if measured.peak > 0 else -math.inf,
         lufs=measured.meter.integrated_lufs() if measured.meter else None,
         clipped_samples=measured.clipped, samples_above_full_scale=measured.over_full_scale,
-        nonfinite_replaced=render.nonfinite, **summary_extra,
+        nonfinite_replaced=render.nonfinite, analysis=analysis, **summary_extra,
     )
     if summary.clipped_samples:
         summary.warnings.append(f"{summary.clipped_samples} samples clipped at full scale")
@@ -236,7 +244,8 @@ class _Render:
             if out.shape[1]:
                 sink(self._same_channels(out))
 
-        for block in _read_ahead(read_blocks(info, block_size)):
+        source = read_blocks(info, block_size)
+        for block in _read_ahead(source) if self.options.overlap_io else source:
             emit(chain.process(self._checked(block, position), info.sample_rate, reset=False))
             position += block.shape[1]
             if self.progress:
@@ -284,8 +293,23 @@ class _Render:
                 meter.add(out)
             writer.write(out)
 
-        _write_in_background(lambda put: self.run(put), sink, writer)
+        self._write(self.run, sink, writer)
         return _Written(meter, writer.clipped, writer.over_full_scale, writer.peak)
+
+    def _write(
+        self, produce: Callable[[Callable[[np.ndarray], None]], None], sink: Callable[[np.ndarray], None],
+        writer: AtomicAudioWriter,
+    ) -> None:
+        """``produce(sink)`` then commit ``writer``; on a helper thread when overlapping I/O."""
+        if self.options.overlap_io:
+            _write_in_background(produce, sink, writer)
+            return
+        try:
+            produce(sink)
+            writer.commit()
+        except BaseException:
+            writer.discard()
+            raise
 
     def normalized(self, path: Path, fmt: OutputFormat, target_lufs: float) -> tuple[_Written, dict[str, Any]]:
         """Two passes: render to a float scratch file while metering loudness and true peak; then apply the
@@ -303,13 +327,16 @@ class _Render:
                 finish.append(pedalboard.BrickwallLimiter(ceiling_db=TRUE_PEAK_CEILING_DBTP, true_peak=True))
             meter = LoudnessMeter(self.info.sample_rate, self.info.channels, true_peak=False)
             writer = AtomicAudioWriter(path, fmt, self.info.sample_rate, self.info.channels)
-            second = _Render(finish, probe_audio(scratch_path), RunOptions(block=self.options.block), None)
+            second = _Render(
+                finish, probe_audio(scratch_path),
+                RunOptions(block=self.options.block, overlap_io=self.options.overlap_io), None,
+            )
 
             def sink(block: np.ndarray) -> None:
                 meter.add(block)
                 writer.write(block)
 
-            _write_in_background(second.run, sink, writer)
+            second._write(second.run, sink, writer)
         finally:
             scratch_path.unlink(missing_ok=True)
         extra = {"lufs_before_normalization": before, "normalization_gain_db": gain_db, "true_peak_limited": limited}

@@ -173,7 +173,10 @@ class ChainStep(StepKind):
 
 
 STEP_KINDS: dict[str, StepKind] = {}
-LAZY_STEP_KINDS: dict[str, str] = {"model": "pedalchain.effects.neural:MODEL_STEP"}
+LAZY_STEP_KINDS: dict[str, str] = {
+    "model": "pedalchain.effects.neural:MODEL_STEP",
+    "restorer": "pedalchain.effects.restorers:RESTORER_STEP",
+}
 """keyword -> "module:attribute" of a StepKind instance, imported the first time the keyword is used."""
 
 

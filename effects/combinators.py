@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -41,6 +42,9 @@ class DryWet(Processor):
         self.inner.reset()
         self._dry.reset()
 
+    def analyze_input(self, source: Path | np.ndarray, sample_rate: float) -> list[str]:
+        return self.inner.analyze_input(source, sample_rate)
+
     def _blend(self, processed: np.ndarray, dry: np.ndarray) -> np.ndarray:
         processed *= self.wet
         processed += (1.0 - self.wet) * dry
@@ -77,6 +81,9 @@ class Parallel(Processor):
         latency = max(latencies)
         self._align = [DelayLine(num_channels, latency - own) for own in latencies]
         return latency
+
+    def analyze_input(self, source: Path | np.ndarray, sample_rate: float) -> list[str]:
+        return [note for branch in self.branches for note in branch.analyze_input(source, sample_rate)]
 
     def _reset_state(self) -> None:
         for branch, line in zip(self.branches, self._align, strict=True):

@@ -15,11 +15,16 @@ Streaming contract (every Processor, ours and wrapped):
 
 from __future__ import annotations
 
+import contextvars
 from abc import ABC, abstractmethod
+from pathlib import Path
 
 import numpy as np
 
 from ..errors import StreamingError
+
+_ANALYSED = contextvars.ContextVar("pedalchain_input_analysed", default=False)
+"""True inside a one-shot ``process`` whose input was already shown to :meth:`Processor.analyze_input`."""
 
 MAX_CHANNELS = 64
 """More rows than this in a 2-D array means the caller passed channels-last audio."""
@@ -80,7 +85,7 @@ class Processor(ABC):
         audio, was_1d = as_channels_first(input_array)
         self._ensure_prepared(float(sample_rate), audio.shape[0], force_reset=reset)
         if reset:
-            out = self._process_whole(audio, float(sample_rate), int(buffer_size))
+            out = self._one_shot(audio, float(sample_rate), int(buffer_size))
             self._needs_reset = True
         else:
             if not self.streamable:
@@ -108,6 +113,27 @@ class Processor(ABC):
         self._ensure_prepared(float(sample_rate), int(num_channels), force_reset=True)
         return self._latency
 
+    def analyze_input(self, source: Path | np.ndarray, sample_rate: float) -> list[str]:
+        """Look at the whole input before processing it; return one line per finding for the file summary.
+
+        The file runner calls this with the input file's path (read it in blocks: memory must stay bounded)
+        before streaming the file through; a one-shot ``process(..., reset=True)`` calls it with the buffer
+        (channels, samples).  What is seen is the chain's input, wherever the step sits.  Processors whose
+        behaviour does not depend on the whole input (most) find nothing; the setting they derive survives
+        :meth:`reset`.
+        """
+        return []
+
+    def _one_shot(self, audio: np.ndarray, sample_rate: float, buffer_size: int) -> np.ndarray:
+        if _ANALYSED.get():  # an enclosing one-shot call (a Chain, a DryWet) has shown us the input already
+            return self._process_whole(audio, sample_rate, buffer_size)
+        token = _ANALYSED.set(True)
+        try:
+            self.analyze_input(audio, sample_rate)
+            return self._process_whole(audio, sample_rate, buffer_size)
+        finally:
+            _ANALYSED.reset(token)
+
     # -- for subclasses ------------------------------------------------------------------------------------
     @abstractmethod
     def _prepare(self, sample_rate: float, num_channels: int) -> int:
@@ -132,6 +158,15 @@ class Processor(ABC):
         if not blocks:
             return audio.copy()
         return np.concatenate(blocks, axis=1)[:, self._latency : self._latency + length]
+
+    def _reconfigured(self) -> None:
+        """Set up again at the current sample rate and channel count after a change of configuration (a
+        setting derived in :meth:`analyze_input`); the latency must not change, state restarts."""
+        if self._prepared is not None:
+            latency = int(self._prepare(*self._prepared))
+            if latency != self._latency:
+                raise StreamingError(f"{type(self).__name__}: latency changed from {self._latency} to {latency}")
+            self._reset_state()
 
     def _not_streamable_reason(self) -> str:
         return f"{type(self).__name__} cannot stream; process whole buffers with reset=True"

@@ -349,12 +349,15 @@ def build_model(cls: type[StreamingModel], config: dict[str, Any], where: str | 
 def library_versions() -> dict[str, str]:
     """Versions of pedalchain, torch, numpy and python, recorded in every model file."""
     import numpy
-    import torch
 
     from .. import __version__
 
-    return {"pedalchain": __version__, "torch": torch.__version__.split("+")[0], "numpy": numpy.__version__,
-            "python": platform.python_version()}
+    versions = {"pedalchain": __version__, "numpy": numpy.__version__, "python": platform.python_version()}
+    try:
+        import torch
+    except ImportError:  # numpy-only restorer files can be written without torch
+        return versions
+    return {**versions, "torch": torch.__version__.split("+")[0]}
 
 
 def save_model(
@@ -385,6 +388,25 @@ def save_model(
     from safetensors.torch import save
 
     path = Path(path)
+    cls = architecture_class(getattr(model, "architecture", None))
+    if not isinstance(model, cls):
+        raise ValueError(
+            f"architecture '{model.architecture}' is registered as {cls.__name__}, not {type(model).__name__}"
+        )
+    extra = {"latency": int(model.latency), "receptive_field": int(model.receptive_field),
+             "stereo_linked": bool(stereo_linked)}
+    meta, text = _checked_meta(path, model.architecture, model.config(), sample_rate, kind, training, metrics, extra)
+    tensors = {name: value.detach().to("cpu", torch.float32, copy=True) for name, value in model.state_dict().items()}
+    data = save(tensors, metadata={METADATA_KEY: text})  # one key: byte-identical files on every run
+    write_atomically(path, data)
+    return _info(path, meta, sum(value.numel() for value in tensors.values()))
+
+
+def _checked_meta(
+    path: Path, architecture: str, config: dict[str, Any], sample_rate: float, kind: str,
+    training: dict[str, Any], metrics: dict[str, Any], extra: dict[str, Any],
+) -> tuple[dict[str, Any], str]:
+    """The metadata entry for a new model file and its JSON text; ValueError for anything a loader would refuse."""
     if path.suffix != ".safetensors":
         raise ValueError(f"model files end in .safetensors; got {path.name}")
     if kind not in KINDS:
@@ -394,32 +416,75 @@ def save_model(
     missing = [key for key in TRAINING_KEYS if key not in training]
     if missing:
         raise ValueError(f"training must record {', '.join(TRAINING_KEYS)}; missing {', '.join(missing)}")
-    cls = architecture_class(getattr(model, "architecture", None))
-    if not isinstance(model, cls):
-        raise ValueError(
-            f"architecture '{model.architecture}' is registered as {cls.__name__}, not {type(model).__name__}"
-        )
     meta = {
-        "format_version": FORMAT_VERSION,
-        "architecture": model.architecture,
-        "config": model.config(),
-        "sample_rate": sample_rate,
-        "latency": int(model.latency),
-        "receptive_field": int(model.receptive_field),
-        "kind": kind,
-        "stereo_linked": bool(stereo_linked),
-        "training": training,
-        "metrics": metrics,
-        "versions": library_versions(),
+        "format_version": FORMAT_VERSION, "architecture": architecture, "config": config,
+        "sample_rate": sample_rate, **extra, "kind": kind,
+        "training": training, "metrics": metrics, "versions": library_versions(),
     }
     try:
         text = json.dumps(meta, allow_nan=False)
     except (TypeError, ValueError) as error:
         raise ValueError(f"model metadata must be JSON-able (finite numbers, text, lists, mappings): {error}") from None
-    tensors = {name: value.detach().to("cpu", torch.float32, copy=True) for name, value in model.state_dict().items()}
-    data = save(tensors, metadata={METADATA_KEY: text})  # one key: byte-identical files on every run
-    write_atomically(path, data)
-    return _info(path, meta, sum(value.numel() for value in tensors.values()))
+    return meta, text
+
+
+def save_arrays(
+    path: str | Path,
+    arrays: dict[str, Any],
+    *,
+    architecture: str,
+    config: dict[str, Any],
+    sample_rate: float,
+    training: dict[str, Any],
+    metrics: dict[str, Any],
+    kind: str = "restorer",
+    latency: int = 0,
+) -> ModelInfo:
+    """Write numpy weights and the pedalchain metadata to one ``.safetensors`` file, atomically, without torch.
+
+    For models that run in numpy (the restorers): ``arrays`` maps tensor names to float arrays (stored as
+    float32); ``architecture`` and ``config`` are read back by the code that runs them (:func:`load_arrays`).
+    The other arguments are as for :func:`save_model`; ``latency`` is in samples at ``sample_rate``.
+    """
+    import numpy as np
+    from safetensors.numpy import save
+
+    path = Path(path)
+    meta, text = _checked_meta(
+        path, architecture, config, sample_rate, kind, training, metrics, {"latency": int(latency)}
+    )
+    tensors = {name: np.ascontiguousarray(value, dtype=np.float32) for name, value in arrays.items()}
+    write_atomically(path, save(tensors, metadata={METADATA_KEY: text}))
+    return _info(path, meta, sum(value.size for value in tensors.values()))
+
+
+def load_arrays(path: str | Path, architecture: str) -> tuple[dict[str, Any], ModelInfo]:
+    """The float32 numpy weights and info of a file written by :func:`save_arrays` (no torch).
+
+    Raises :class:`ModelFileError` naming the file when it is not a pedalchain model file or holds another
+    architecture than ``architecture``.
+    """
+    import numpy as np
+    from safetensors import SafetensorError
+    from safetensors.numpy import load
+
+    path = Path(path)
+    tensors, metadata, _ = read_header(path)
+    meta = _metadata(path, metadata)
+    if meta["architecture"] != architecture:
+        raise ModelFileError(
+            f"holds a '{meta['architecture']}' model, this step needs '{architecture}'", where=path
+        )
+    bad = [name for name, entry in tensors.items() if entry["dtype"] not in _FLOAT_DTYPES]
+    if bad:
+        raise ModelFileError(f"tensors {', '.join(bad)} are not floating point", where=path)
+    try:
+        arrays = load(path.read_bytes())
+    except (SafetensorError, ValueError, OSError) as error:
+        detail = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ModelFileError(f"cannot decode tensors: {detail}", where=path) from None
+    arrays = {name: value.astype(np.float32, copy=False) for name, value in arrays.items()}
+    return arrays, _info(path, meta, sum(value.size for value in arrays.values()))
 
 
 # -- finding models ------------------------------------------------------------------------------------------------

@@ -118,3 +118,36 @@ def test_summary_reports_peak_and_json_friendly_fields(tmp_path, song):
     assert summary.peak_dbfs == pytest.approx(expected_peak, abs=0.01)
     assert summary.subtype == "PCM_24" and summary.format == "FLAC"
     assert all(isinstance(v, (str, int, float, list, type(None))) for v in summary.as_dict().values())
+
+
+@pytest.mark.parametrize("subtype", ["PCM_16", "PCM_24"])
+def test_samples_on_the_output_grid_are_written_exactly(tmp_path, subtype):
+    # Integer input through a chain that leaves it unchanged must come out bit for bit: dither only
+    # where rounding happens (here nowhere), digital silence stays silent.
+    rng = np.random.default_rng(3)
+    bits = 16 if subtype == "PCM_16" else 24
+    ints = rng.integers(-(2 ** (bits - 1)), 2 ** (bits - 1), size=(SR * 2, 2))
+    ints[SR // 2 : SR] = 0
+    source = tmp_path / "in.wav"
+    sf.write(source, ints.astype(np.int32) << (32 - bits), SR, subtype=subtype)
+    out = tmp_path / "out.wav"
+    process_file(Chain([]), source, out, RunOptions(block=1000))
+    assert sf.info(out).subtype == subtype
+    assert np.array_equal(sf.read(out, dtype="int32")[0], sf.read(source, dtype="int32")[0])
+    gained = tmp_path / "gained.wav"
+    process_file(Chain([pedalboard.Gain(-0.1)]), source, gained, RunOptions(block=1000))
+    written = sf.read(gained, dtype="int32")[0]
+    assert not np.array_equal(written, sf.read(source, dtype="int32")[0])
+    assert not written[SR // 2 : SR].any()  # silence is not turned into dither noise
+
+
+@pytest.mark.parametrize("loudness", [None, -20.0])
+def test_output_does_not_depend_on_overlapped_io(tmp_path, song, loudness):
+    chain = Chain([pedalboard.Compressor(-20, 3), pedalboard.Reverb()], loudness_lufs=loudness)
+    outputs = []
+    for overlap in (True, False):
+        out = tmp_path / f"out-{overlap}.wav"
+        process_file(chain, song, out, RunOptions(block=3000, overlap_io=overlap, subtype="PCM_16"))
+        outputs.append(sf.read(out, dtype="int32")[0])
+    assert np.array_equal(outputs[0], outputs[1])
+    assert not list(tmp_path.glob(".*"))

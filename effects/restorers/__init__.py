@@ -1,0 +1,81 @@
+"""Restorers: processors that repair damaged audio, as ``restorer:`` steps in a chain.
+
+``- restorer: NAME`` with the restorer's parameters beside it (``- restorer: denoise`` / ``amount_db: 12``).
+Each name maps to a :class:`Restorer` subclass imported on first use, so a chain without restorers never
+loads their code or weights.  Restorers run at the file's own sample rate and stream block by block with a
+fixed latency, like every Processor.
+
+Some restorers decide from the whole input what to do (``restorer: auto`` routes by detection,
+``cutoff: auto`` finds a band limit): they implement :meth:`Processor.analyze_input`, which the file
+runner calls with the input file before rendering and one-shot ``process`` calls with the buffer.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from typing import Any
+
+from ...chains.steps import LoadContext, SaveContext, StepKind, yaml_number
+from ...errors import ChainFileError, ParameterError
+from ..processor import Processor
+
+RESTORERS: dict[str, str] = {
+    "doubled-samples": "pedalchain.effects.restorers.doubled:DoubledSampleRepair",
+    "bandwidth": "pedalchain.effects.restorers.bandwidth:BandwidthExtension",
+    "denoise": "pedalchain.effects.restorers.denoise:Denoise",
+    "declip": "pedalchain.effects.restorers.declip:Declip",
+    "dequantize": "pedalchain.effects.restorers.dequantize:Dequantize",
+    "auto": "pedalchain.effects.restorers.auto:AutoRestore",
+}
+"""Restorer name (the YAML value) -> ``"module:Class"`` of a :class:`Restorer` subclass."""
+
+
+class Restorer(Processor):
+    """Base class of the restorers: a Processor that is built from, and saved back to, YAML parameters."""
+
+    #: the YAML value naming this restorer, e.g. "doubled-samples"
+    name: str
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any], where: str | None = None) -> Restorer:
+        """Build from the step's YAML parameters; bad values raise ParameterError naming the parameter."""
+        if params:
+            raise ParameterError(f"restorer '{cls.name}' takes no parameters, got {', '.join(params)}", where=where)
+        return cls()
+
+    def params(self) -> dict[str, Any]:
+        """The YAML parameters that rebuild this restorer through :meth:`from_params` (defaults may be left out)."""
+        return {}
+
+
+def restorer_class(name: str, where: str | None = None) -> type[Restorer]:
+    """The Restorer subclass registered as ``name``; ChainFileError with a suggestion for unknown names."""
+    if name not in RESTORERS:
+        close = difflib.get_close_matches(name, RESTORERS, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise ChainFileError(f"unknown restorer '{name}'{hint} (known: {', '.join(RESTORERS)})", where=where)
+    module, attribute = RESTORERS[name].split(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+class RestorerStep(StepKind):
+    keyword = "restorer"
+    summary = f"a repair of damaged audio: {', '.join(RESTORERS)}, with its parameters beside it"
+
+    def build(self, value: Any, params: dict[str, Any], context: LoadContext, where: str) -> Restorer:
+        if not isinstance(value, str) or not value.strip():
+            raise ChainFileError(f"restorer: expects a restorer name ({', '.join(RESTORERS)}), got {value!r}",
+                                 where=where)
+        return restorer_class(value.strip(), where).from_params(dict(params), where)
+
+    def owns(self, obj: Any) -> bool:
+        return isinstance(obj, Restorer)
+
+    def dump(self, obj: Any, context: SaveContext) -> dict[str, Any]:
+        return {"restorer": obj.name, **{key: yaml_number(value) for key, value in obj.params().items()}}
+
+
+RESTORER_STEP = RestorerStep()
+
+__all__ = ["RESTORERS", "RESTORER_STEP", "Restorer", "restorer_class"]

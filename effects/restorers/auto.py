@@ -1,0 +1,144 @@
+"""``restorer: auto``: detect what is wrong with the input and run only the restorers that fix it.
+
+Routing (from :func:`pedalchain.chains.detect.detect_input` on the chain's input, whole file or buffer):
+
+==========================  ==========================================================================
+finding                     restorer run (in this order)
+==========================  ==========================================================================
+doubled samples             ``doubled-samples`` (mode detect: only the damaged regions)
+sample-and-hold by N ≥ 3    ``dequantize`` with ``hold: N``
+clipping                    ``declip`` (threshold auto); skipped after a hold repair, which moves the
+                            clipped plateaus off the rail
+noise (hiss, hum)           ``denoise``, when the denoiser's own analysis finds stationary noise
+band limit 8 kHz … 0.95·fs/2  ``bandwidth`` with the detected cutoff (not after a doubling/hold repair,
+                            whose own model restores the top band)
+==========================  ==========================================================================
+
+It is conservative: when nothing is found the input passes through unchanged, bit for bit, only delayed
+by the fixed latency (which the file runner and one-shot processing remove).  The latency is the same
+whatever is detected: the sum of every candidate restorer's latency, so a chain's timing never depends on
+the file.  The findings (what was detected, what was applied, what was left alone and why) are returned by
+:meth:`AutoRestore.analyze_input` and appear in the file summary.
+
+Without an analysis (pure streaming with ``reset=False`` from the start) nothing is applied.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ...chains.detect import detect_input
+from ...errors import ParameterError
+from ..streaming import DelayLine
+from . import Restorer, restorer_class
+
+PIPELINE = ("doubled-samples", "dequantize", "declip", "denoise", "bandwidth")
+"""Every restorer ``auto`` may run, in the order they run."""
+MIN_BANDWIDTH_CUTOFF_HZ = 8000.0
+"""Band limits below this are left alone: the bandwidth model is trained for cutoffs of 8–20 kHz."""
+MAX_CUTOFF_SHARE = 0.95
+"""A "band limit" above this share of Nyquist is the converter's own anti-alias filter: nothing to restore."""
+
+
+class AutoRestore(Restorer):
+    """Detection-routed restoration; see the module docstring.  Takes no parameters."""
+
+    name = "auto"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._candidates: dict[str, Restorer] = {}
+        self._active: list[Restorer] = []
+        self._pad: DelayLine | None = None
+        self._channels = 0
+
+    def __repr__(self) -> str:
+        active = ", ".join(restorer.name for restorer in self._active) or "passthrough"
+        return f"AutoRestore({active})"
+
+    @property
+    def active(self) -> list[str]:
+        """Names of the restorers the last analysis chose, in processing order."""
+        return [restorer.name for restorer in self._active]
+
+    # -- analysis ------------------------------------------------------------------------------------------------
+    def analyze_input(self, source: Path | np.ndarray, sample_rate: float) -> list[str]:
+        findings = detect_input(source, sample_rate)
+        chosen: list[tuple[str, dict[str, Any]]] = []
+        notes: list[str] = []
+        doubled, hold = findings["doubled_samples"], findings["hold"]
+        structural = doubled["detected"] or (hold["detected"] and (hold["factor"] or 0) >= 3)
+        if doubled["detected"]:
+            chosen.append(("doubled-samples", {"mode": "detect"}))
+            notes.append(f"doubled samples (parity {doubled['parity']}, {doubled['share']:.0%} of the file): repaired")
+        elif hold["detected"] and hold["factor"] >= 3:
+            chosen.append(("dequantize", {"hold": int(hold["factor"])}))
+            notes.append(f"sample-and-hold by {hold['factor']}: repaired")
+        if findings["clipping"]["detected"]:
+            share = findings["clipping"]["share"]
+            if structural:
+                notes.append(f"clipping ({share:.3%} of samples): left alone after the sample-structure repair")
+            else:
+                chosen.append(("declip", {"threshold": "auto"}))
+                notes.append(f"clipping ({share:.3%} of samples): declipped")
+        denoise = self._candidate("denoise", {}, sample_rate)
+        noise_notes = denoise.analyze_input(source, sample_rate) if denoise is not None else []
+        if denoise is not None and getattr(denoise, "noise_found", False):
+            chosen.append(("denoise", {}))
+            notes.extend(noise_notes)
+        cutoff = findings["band_limit"]["cutoff_hz"]
+        if findings["band_limit"]["detected"] and not structural:
+            if cutoff < MIN_BANDWIDTH_CUTOFF_HZ:
+                notes.append(f"band limit at {cutoff / 1000:.1f} kHz: below 8 kHz, left alone")
+            elif cutoff <= MAX_CUTOFF_SHARE * sample_rate / 2:
+                chosen.append(("bandwidth", {"cutoff": float(cutoff)}))
+                notes.append(f"band limit at {cutoff / 1000:.1f} kHz: extended")
+        self._active = []
+        for name, params in chosen:
+            restorer = self._candidate(name, params, sample_rate, configured=True)
+            if restorer is None:
+                notes.append(f"{name}: not available at {sample_rate:g} Hz, left alone")
+                continue
+            if name != "denoise":  # the denoiser analysed the input above
+                restorer.analyze_input(source, sample_rate)
+            self._active.append(restorer)
+        self._reconfigured()
+        return [f"auto: {note}" for note in notes] or ["auto: nothing to restore, passed through unchanged"]
+
+    def _candidate(
+        self, name: str, params: dict[str, Any], sample_rate: float, configured: bool = False
+    ) -> Restorer | None:
+        """The restorer ``name`` (built once per parameter set), or None when it refuses this sample rate."""
+        key = f"{name}:{sorted(params.items())}" if configured else name
+        if key not in self._candidates:
+            try:
+                restorer = restorer_class(name).from_params(dict(params), where=f"restorer: auto ({name})")
+                restorer.latency_at(sample_rate, max(self._channels, 1))
+            except ParameterError:
+                return None
+            self._candidates[key] = restorer
+        return self._candidates[key]
+
+    # -- processing ----------------------------------------------------------------------------------------------
+    def _prepare(self, sample_rate: float, num_channels: int) -> int:
+        self._channels = num_channels
+        total = 0
+        for name in PIPELINE:
+            candidate = self._candidate(name, {}, sample_rate)
+            total += candidate.latency_at(sample_rate, num_channels) if candidate is not None else 0
+        active = sum(restorer.latency_at(sample_rate, num_channels) for restorer in self._active)
+        self._pad = DelayLine(num_channels, total - active)
+        return total
+
+    def _reset_state(self) -> None:
+        for restorer in self._active:
+            restorer.reset()
+        self._pad.reset()
+
+    def _process_block(self, audio: np.ndarray, sample_rate: float) -> np.ndarray:
+        for restorer in self._active:
+            audio = restorer.process(audio, sample_rate, reset=False)
+        return self._pad.process(audio)

@@ -23,8 +23,6 @@ import functools
 import glob
 import hashlib
 import json
-import logging
-import multiprocessing
 import os
 import signal
 import sys
@@ -32,17 +30,18 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import AudioFileError, ChainFileError, OutputExistsError, ParameterError, PedalchainError
 from .atomic import write_atomically
 from .engine import Chain
 from .runner import FileSummary, RunOptions, default_output_path, process_file
+
+if TYPE_CHECKING:  # process pools and logging load only with --jobs N / --executor ray (start-up time)
+    from concurrent.futures import Future
 
 STATE_NAME = ".pedalchain-state.json"
 REPORT_NAME = "chain-report.json"
@@ -714,6 +713,9 @@ class LocalPoolExecutor:
 
     def _run_pool(self, queue: WorkQueue, on_outcome: OnOutcome, stop: threading.Event) -> None:
         """One pool's life: keep IN_FLIGHT_PER_WORKER files per worker queued until done, stopped or broken."""
+        import multiprocessing
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
         context = multiprocessing.get_context("spawn")
         cancel = context.Event()
         pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_init_pool_worker,
@@ -746,6 +748,8 @@ class LocalPoolExecutor:
     @staticmethod
     def _report(future: Future[Outcome], item: WorkItem, on_outcome: OnOutcome) -> bool:
         """Hand the future's outcome on; True when the pool broke under it."""
+        from concurrent.futures.process import BrokenProcessPool
+
         try:
             outcome = future.result()
         except BrokenProcessPool:
@@ -836,6 +840,8 @@ class RayExecutor:
         self.actors = [self._actor() for _ in range(self.workers)]
 
     def _connect(self) -> None:
+        import logging
+
         try:
             self.ray.init(address=self.address, logging_level=logging.ERROR, log_to_driver=False)
         except (ConnectionError, RuntimeError, ValueError) as error:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import difflib
 import math
 import os
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +62,8 @@ _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _con
 
 
 def presets_dir() -> Path:
-    return Path(str(resources.files("pedalchain.chains") / "presets"))
+    """Folder of the shipped presets (package data installed beside this module)."""
+    return Path(__file__).resolve().parent / "presets"
 
 
 def list_presets() -> dict[str, str]:

@@ -108,11 +108,16 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_argument("inputs", nargs="+", type=Path, help="audio files")
     detect.add_argument("--json", action="store_true", help="print a JSON list with one object per file")
 
-    compare = commands.add_parser("compare", help="measure a candidate against a reference: LSD, SNR, SI-SDR")
+    compare = commands.add_parser(
+        "compare", help="measure a candidate against a reference: LSD, SNR, SI-SDR",
+        description="Files of different rate or channel count are refused; the candidate is aligned to the reference "
+        "by cross-correlation (the lag is reported) and both are cut to the shorter. Definitions: README, Metrics.",
+    )
     compare.add_argument("reference", type=Path)
     compare.add_argument("candidate", type=Path)
     compare.add_argument("--split", type=float, metavar="HZ", help="LSD below/above this frequency (default fs/4)")
     compare.add_argument("--json", action="store_true", help="print the measures as one JSON object")
+    compare.add_argument("--plot", type=Path, metavar="PNG", help="also write spectrograms of both files to this PNG")
 
     train = commands.add_parser("train", help="make excitation audio, train effect emulators and restorers")
     train_commands = train.add_subparsers(dest="train_command", required=True, metavar="WHAT")
@@ -439,7 +444,7 @@ def _detect(args: argparse.Namespace) -> int:
 def _compare(args: argparse.Namespace) -> int:
     from .chains.compare import compare_files, format_compare
 
-    result = compare_files(args.reference, args.candidate, split_hz=args.split)
+    result = compare_files(args.reference, args.candidate, split_hz=args.split, plot=args.plot)
     print(json.dumps(result) if args.json else format_compare(result))
     return EXIT_OK
 

@@ -178,6 +178,9 @@ LAZY_STEP_KINDS: dict[str, str] = {
     "restorer": "pedalchain.effects.restorers:RESTORER_STEP",
 }
 """keyword -> "module:attribute" of a StepKind instance, imported the first time the keyword is used."""
+SHARED_PARAMETER_NAMES: dict[str, tuple[str, ...]] = {"restorer": ("model",)}
+"""Kinds with a parameter named like another kind (a restorer's ``model:`` file): beside this kind's keyword
+such a key is a parameter, not a second kind."""
 
 
 def register_step_kind(kind: StepKind) -> None:
@@ -211,6 +214,6 @@ for _kind in (PluginStep(), VST3Step(), ParallelStep(), ChainStep()):
     register_step_kind(_kind)
 
 __all__ = [
-    "DEFAULT_PLUGIN_TIMEOUT_S", "STEP_KEYWORDS", "LoadContext", "SaveContext", "StepKind",
+    "DEFAULT_PLUGIN_TIMEOUT_S", "SHARED_PARAMETER_NAMES", "STEP_KEYWORDS", "LoadContext", "SaveContext", "StepKind",
     "register_step_kind", "step_kind", "kind_for", "known_keywords",
 ]

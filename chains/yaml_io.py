@@ -18,6 +18,7 @@ from .atomic import write_atomically
 from .engine import Chain, Step
 from .steps import (
     DEFAULT_PLUGIN_TIMEOUT_S,
+    SHARED_PARAMETER_NAMES,
     STEP_KEYWORDS,
     LoadContext,
     SaveContext,
@@ -180,6 +181,8 @@ class _Builder:
             raise ChainFileError(f"a step is a mapping such as '- plugin: Gain', got {entry!r}", where=parent_where)
         where = f"{self.label}:{entry.line}"
         kinds = [key for key in entry if key in known_keywords()]
+        for kind in list(kinds):
+            kinds = [key for key in kinds if key == kind or key not in SHARED_PARAMETER_NAMES.get(kind, ())]
         if len(kinds) != 1:
             if kinds:
                 raise ChainFileError(f"a step has exactly one kind, got {' and '.join(kinds)}", where=where)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+from pathlib import Path
 from typing import Any
 
 from ...chains.steps import LoadContext, SaveContext, StepKind, yaml_number
@@ -38,8 +39,13 @@ class Restorer(Processor):
     name: str
 
     @classmethod
-    def from_params(cls, params: dict[str, Any], where: str | None = None) -> Restorer:
-        """Build from the step's YAML parameters; bad values raise ParameterError naming the parameter."""
+    def from_params(
+        cls, params: dict[str, Any], where: str | None = None, base_dir: str | Path | None = None
+    ) -> Restorer:
+        """Build from the step's YAML parameters; bad values raise ParameterError naming the parameter.
+
+        ``base_dir`` is the YAML file's folder: relative paths (a ``model:`` file) resolve against it.
+        """
         if params:
             raise ParameterError(f"restorer '{cls.name}' takes no parameters, got {', '.join(params)}", where=where)
         return cls()
@@ -67,13 +73,16 @@ class RestorerStep(StepKind):
         if not isinstance(value, str) or not value.strip():
             raise ChainFileError(f"restorer: expects a restorer name ({', '.join(RESTORERS)}), got {value!r}",
                                  where=where)
-        return restorer_class(value.strip(), where).from_params(dict(params), where)
+        return restorer_class(value.strip(), where).from_params(dict(params), where, base_dir=context.base_dir)
 
     def owns(self, obj: Any) -> bool:
         return isinstance(obj, Restorer)
 
     def dump(self, obj: Any, context: SaveContext) -> dict[str, Any]:
-        return {"restorer": obj.name, **{key: yaml_number(value) for key, value in obj.params().items()}}
+        values = {key: yaml_number(value) for key, value in obj.params().items()}
+        if values.get("model") is not None:  # a trained file: written relative to the YAML like other paths
+            values["model"] = context.relative(values["model"])
+        return {"restorer": obj.name, **values}
 
 
 RESTORER_STEP = RestorerStep()

@@ -9,7 +9,9 @@ doubled samples             ``doubled-samples`` (mode detect: only the damaged r
 sample-and-hold by N ≥ 3    ``dequantize`` with ``hold: N``
 clipping                    ``declip`` (threshold auto); skipped after a hold repair, which moves the
                             clipped plateaus off the rail
-noise (hiss, hum)           ``denoise``, when the denoiser's own analysis finds stationary noise
+noise (hiss, hum)           reported only: the noise analysis cannot tell stationary noise from
+                            sustained music (drones, pads, dense grooves all look stationary), and
+                            denoising music is damage; add ``restorer: denoise`` where it is noise
 band limit 8 kHz … 0.95·fs/2  ``bandwidth`` with the detected cutoff (not after a doubling/hold repair,
                             whose own model restores the top band)
 ==========================  ==========================================================================
@@ -35,10 +37,12 @@ from ...errors import ParameterError
 from ..streaming import DelayLine
 from . import Restorer, restorer_class
 
-PIPELINE = ("doubled-samples", "dequantize", "declip", "denoise", "bandwidth")
+PIPELINE = ("doubled-samples", "dequantize", "declip", "bandwidth")
 """Every restorer ``auto`` may run, in the order they run."""
 MIN_BANDWIDTH_CUTOFF_HZ = 8000.0
 """Band limits below this are left alone: the bandwidth model is trained for cutoffs of 8–20 kHz."""
+NOISE_REPORT_MIN_DBFS = -60.0
+"""Stationary sound louder than this is mentioned in the findings (quieter is a clean recording's floor)."""
 MAX_CUTOFF_SHARE = 0.95
 """A "band limit" above this share of Nyquist is the converter's own anti-alias filter: nothing to restore."""
 
@@ -85,10 +89,13 @@ class AutoRestore(Restorer):
                 chosen.append(("declip", {"threshold": "auto"}))
                 notes.append(f"clipping ({share:.3%} of samples): declipped")
         denoise = self._candidate("denoise", {}, sample_rate)
-        noise_notes = denoise.analyze_input(source, sample_rate) if denoise is not None else []
-        if denoise is not None and getattr(denoise, "noise_found", False):
-            chosen.append(("denoise", {}))
-            notes.extend(noise_notes)
+        if denoise is not None:
+            denoise.analyze_input(source, sample_rate)
+            if denoise.noise_found and denoise.noise_level_dbfs >= NOISE_REPORT_MIN_DBFS:
+                notes.append(
+                    f"stationary sound at {denoise.noise_level_dbfs:.0f} dBFS: noise or sustained music (drones, "
+                    "pads look the same), left alone; add '- restorer: denoise' if it is noise"
+                )
         cutoff = findings["band_limit"]["cutoff_hz"]
         if findings["band_limit"]["detected"] and not structural:
             if cutoff < MIN_BANDWIDTH_CUTOFF_HZ:
@@ -102,8 +109,7 @@ class AutoRestore(Restorer):
             if restorer is None:
                 notes.append(f"{name}: not available at {sample_rate:g} Hz, left alone")
                 continue
-            if name != "denoise":  # the denoiser analysed the input above
-                restorer.analyze_input(source, sample_rate)
+            restorer.analyze_input(source, sample_rate)
             self._active.append(restorer)
         self._reconfigured()
         return [f"auto: {note}" for note in notes] or ["auto: nothing to restore, passed through unchanged"]

@@ -1,0 +1,397 @@
+"""``restorer: bandwidth``: bandwidth extension for audio whose top band was cut (MP3, lowpass, low-rate files).
+
+Method (per channel, on the frames of :class:`pedalchain.effects.restorers.stft.StftStream`: sqrt-Hann windows of
+2048 samples at 32–48 kHz, 4096 at 64–96 kHz, hop 1/4 of it, weighted overlap-add):
+
+1. Features of each frame, taken from the damaged input below the cutoff ``fc``: the log power of 8 bands
+   spaced logarithmically over [fc/2, fc - 400 Hz], relative to the top one (the *anchor*), the anchor's own
+   level, the whole frame's level relative to it and ``fc`` as a share of Nyquist (:func:`frame_features`).
+2. A small learned regressor (an MLP, numpy) predicts the log power of 8 bands spaced logarithmically over
+   [fc, 2 fc] relative to the anchor (the spectral envelope above the cutoff).  It is trained on clean music
+   cut by several lowpass shapes and by real MP3 (``models/restore/fit_bandwidth.py``), so it learns when the
+   material has no highs to restore (a bass line gives an envelope falling far below the anchor).
+3. What the input still holds just above the cutoff (up to 1/12 octave: a lowpass's rolloff, an attenuated
+   copy of the truth) is lifted coherently towards the predicted envelope (at most +12 dB); the rest of the
+   band is filled where the input is a stopband (>= 20 dB under the envelope, fading out within 10 dB of it) with the
+   fine structure of the band just below the cutoff, copied up by a whole number of patches (a shift
+   by a multiple of 4 bins keeps the phase coherent from hop to hop), whitened and shaped to the envelope minus
+   what the lifted input holds there.  At the seam the envelope continues the anchor's level and hands over
+   to the prediction within 1/8 octave (no level step).  Both are attenuated by the model file's
+   ``taper_db_per_octave`` from 1/16 octave above the cutoff, chosen in training for the SNR (a fill is
+   uncorrelated with the true highs, so it adds its own energy to the error; see ``fit_bandwidth.choose_taper``).
+4. Only this *added* signal goes through the STFT; the input itself is passed through delayed, bit for bit.
+   The fill fades in across a 400 Hz raised-cosine transition below the cutoff, so below ``fc - 500 Hz``
+   the added signal is only window leakage (below -100 dB relative to the input on pink noise).
+
+``cutoff: auto`` (the default) finds the cutoff from the whole input in :meth:`BandwidthExtension.analyze_input`
+with the band-limit estimator of :mod:`pedalchain.chains.detect` (the -6 dB point below a >= 30 dB drop that
+lasts to Nyquist).  When nothing is found, or the cutoff lies outside 4 kHz … 0.95 x Nyquist, or the input was
+never analysed (pure streaming with ``reset=False`` from the start), the restorer passes the input through
+unchanged (delayed by its latency, like any step).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ...errors import ParameterError
+from ..streaming import DelayLine
+from . import Restorer
+from .stft import FrameContext, StftStream, sqrt_hann, stft_size
+
+MIN_RATE_HZ = 32000.0
+MAX_RATE_HZ = 96000.0
+"""Sample rates the restorers run at (the file's own rate; the models are defined relative to the cutoff)."""
+MIN_CUTOFF_HZ = 4000.0
+MAX_CUTOFF_SHARE = 0.95
+"""A cutoff above this share of Nyquist is the converter's own anti-alias filter: nothing to extend."""
+TRANSITION_HZ = 400.0
+"""Width of the raised-cosine fade-in of the fill below the cutoff (the issue allows at most 500 Hz)."""
+IN_BANDS = 8
+OUT_BANDS = 8
+SEAM_OCTAVES = 1 / 8
+"""Above the cutoff the envelope goes from the anchor's level (continuity at the seam) to the model's prediction
+over this many octaves; the taper starts half-way."""
+BOOST_OCTAVES = 1 / 12
+"""The lift is applied from the cutoff up to this many octaves above it (about 650 Hz at 11 kHz)."""
+MAX_BOOST = 10.0 ** (12.0 / 20.0)
+"""Largest lift of what the input holds above the cutoff (12 dB): more
+would amplify real content when the detected cutoff lies below the true one."""
+EPS_POWER = 1e-14
+"""Power floor (full-scale sine = 1): -140 dB."""
+ARCHITECTURE = "bandwidth-envelope-mlp"
+DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "models" / "weights" / "restorers" / "bandwidth.safetensors"
+
+
+# -- STFT helpers shared with the denoiser -------------------------------------------------------------------------
+def check_rate(sample_rate: float, who: str) -> None:
+    """ParameterError unless ``sample_rate`` lies in [32, 96] kHz."""
+    if not MIN_RATE_HZ <= sample_rate <= MAX_RATE_HZ:
+        raise ParameterError(
+            f"{who} runs at {MIN_RATE_HZ / 1000:g}–{MAX_RATE_HZ / 1000:g} kHz; this audio is {sample_rate:g} Hz "
+            "(resample it first)",
+            where=f"restorer: {who}",
+        )
+
+
+def analysis_spectra(frames: np.ndarray, n_fft: int) -> np.ndarray:
+    """Spectra (..., bins) of frames (..., n_fft) as :class:`StftStream` takes them (sqrt-Hann, unscaled rfft),
+    divided by the window gain so that a full-scale sine on a bin has magnitude 1 (the models' scale)."""
+    window = sqrt_hann(n_fft)
+    return np.fft.rfft(frames * window, axis=-1) / (window.sum() / 2)
+
+
+# -- the envelope model (pure functions over frames) -------------------------------------------------------------
+class Layout:
+    """Bins of the feature bands, the output bands, the fade and the copy-up patch for one cutoff.
+
+    Args:
+        cutoff_hz: the band limit of the input, Hz (4 kHz … 0.95 x Nyquist).
+        sample_rate: Hz.
+        n_fft: STFT frame length (samples).
+    """
+
+    def __init__(self, cutoff_hz: float, sample_rate: float, n_fft: int) -> None:
+        self.cutoff_hz, self.sample_rate, self.n_fft = float(cutoff_hz), float(sample_rate), int(n_fft)
+        bins = n_fft // 2 + 1
+        bin_hz = sample_rate / n_fft
+        self.freqs = np.arange(bins) * bin_hz
+        fade_start = cutoff_hz - TRANSITION_HZ
+        edges = np.round(np.geomspace(cutoff_hz / 2, fade_start, IN_BANDS + 1) / bin_hz).astype(int)
+        self.in_edges = np.maximum.accumulate(np.maximum(edges, np.arange(IN_BANDS + 1) + edges[0]))
+        self.low_end = int(self.in_edges[0])
+        out = np.geomspace(cutoff_hz, 2 * cutoff_hz, OUT_BANDS + 1) / bin_hz
+        self.out_valid = np.round(out[:-1]).astype(int) < bins - 1
+        self.out_lo = np.minimum(np.round(out[:-1]).astype(int), bins - 1)
+        self.out_hi = np.minimum(np.maximum(np.round(out[1:]).astype(int), self.out_lo + 1), bins)
+        """Output bands that start below Nyquist (the others are left out of training losses)."""
+        self.out_centres = np.log2(np.sqrt(out[:-1] * out[1:]) * bin_hz / cutoff_hz)
+        self.fade_bin = int(math.ceil(fade_start / bin_hz))
+        self.patch = max(4, 4 * ((self.fade_bin - self.low_end) // 4))
+        ramp = np.clip((self.freqs - fade_start) / TRANSITION_HZ, 0.0, 1.0)
+        self.fade = (0.5 - 0.5 * np.cos(np.pi * ramp))[self.fade_bin:]
+        self.octaves = np.log2(np.maximum(self.freqs[self.fade_bin:], 1.0) / cutoff_hz)
+        """Octaves above the cutoff of every bin from the fade start up (negative in the fade)."""
+        centres = self.out_centres[self.out_valid]
+        identity = np.eye(len(centres))
+        self.interpolation = np.stack([np.interp(self.octaves, centres, row) for row in identity], axis=1)
+        """(bins from the fade start, valid bands): band values -> per-bin values, linear in log-frequency."""
+        offsets = np.arange(bins - self.fade_bin)
+        self.source = self.fade_bin - self.patch + offsets % self.patch
+        """For each bin from the fade start up, the bin below it whose content it takes (shift = k x patch)."""
+
+
+def band_power(power: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Mean of ``power`` (..., bins) over bins [lo, hi) for each band (..., bands)."""
+    cumulative = np.concatenate([np.zeros(power.shape[:-1] + (1,)), np.cumsum(power, axis=-1)], axis=-1)
+    return (cumulative[..., hi] - cumulative[..., lo]) / (hi - lo)
+
+
+def frame_features(power: np.ndarray, layout: Layout) -> tuple[np.ndarray, np.ndarray]:
+    """Model inputs of frames with bin powers ``power`` (F, bins) -> (features (F, 10), anchor log10 power (F,)).
+
+    Features: 7 band levels relative to the anchor band (bels = log10 power units), the anchor level
+    ((dB + 60) / 30), the level below fc/2 relative to the anchor (bels) and the cutoff as a share of Nyquist.
+    """
+    edges = layout.in_edges
+    bands = np.log10(band_power(power, edges[:-1], edges[1:]) + EPS_POWER)
+    anchor = bands[:, -1]
+    low = np.log10(power[:, 1:layout.low_end].mean(axis=-1) + EPS_POWER)
+    features = np.column_stack([
+        bands[:, :-1] - anchor[:, None],
+        (10 * anchor + 60) / 30,
+        low - anchor,
+        np.full(len(anchor), layout.cutoff_hz / (layout.sample_rate / 2)),
+    ])
+    return features, anchor
+
+
+def target_bands(clean_power: np.ndarray, anchor: np.ndarray, layout: Layout) -> np.ndarray:
+    """Training targets: log10 power of the clean output bands (F, OUT_BANDS) relative to the damaged anchor."""
+    bands = band_power(clean_power, layout.out_lo, layout.out_hi)
+    return np.log10(bands + EPS_POWER) - anchor[:, None]
+
+
+def mlp_forward(features: np.ndarray, arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """The regressor: standardise, then tanh layers ``w0, b0, w1, b1, ...``, the last one linear."""
+    hidden = (features - arrays["x_mean"]) / arrays["x_std"]
+    layers = sum(1 for name in arrays if name.startswith("w"))
+    for index in range(layers):
+        hidden = hidden @ arrays[f"w{index}"].astype(np.float64) + arrays[f"b{index}"]
+        if index < layers - 1:
+            hidden = np.tanh(hidden)
+    return hidden
+
+
+def smooth_bins(power: np.ndarray, half_width: int = 8) -> np.ndarray:
+    """Moving average of ``power`` (..., bins) over 2 x half_width + 1 bins (shrinking at the edges)."""
+    cumulative = np.concatenate([np.zeros(power.shape[:-1] + (1,)), np.cumsum(power, axis=-1)], axis=-1)
+    bins = power.shape[-1]
+    index = np.arange(bins)
+    lo, hi = np.maximum(index - half_width, 0), np.minimum(index + half_width + 1, bins)
+    return (cumulative[..., hi] - cumulative[..., lo]) / (hi - lo)
+
+
+def added_spectra(
+    spectra: np.ndarray, predicted: np.ndarray, anchor: np.ndarray, layout: Layout, taper_db_per_octave: float
+) -> np.ndarray:
+    """The spectra (F, bins) to add to frames ``spectra`` (F, bins): zero below the fade start, above it the
+    copied-up, whitened fine structure shaped to the predicted envelope ``predicted`` (F, OUT_BANDS, bels relative
+    to ``anchor``) minus what the input already holds there, times the fade and the taper."""
+    start = layout.fade_bin
+    power = spectra.real ** 2 + spectra.imag ** 2
+    smooth = smooth_bins(power)
+    # predicted envelope per bin: interpolate the band values over log-frequency (flat beyond the end bands)
+    octaves = layout.octaves
+    envelope = np.minimum(predicted[:, layout.out_valid] @ layout.interpolation.T, 0.3)
+    # at the seam the envelope continues the anchor's level (no step), handing over to the model over 1/8 octave
+    envelope *= np.clip(octaves / SEAM_OCTAVES, 0.0, 1.0)
+    taper = np.maximum(octaves - SEAM_OCTAVES / 2, 0.0) * taper_db_per_octave / 10.0
+    target = 10.0 ** (anchor[:, None] + envelope - taper)
+    # what the input holds: the wide average; above the cutoff not more than the 3-bin one, so that the in-band
+    # level does not leak across a sharp cutoff into the bins just above it (they would look full, get no fill)
+    above = octaves >= 0
+    held = np.where(above, np.minimum(smooth[:, start:], smooth_bins(power[:, start - 1:], 1)[:, 1:]),
+                    smooth[:, start:])
+    # what the input still holds above the cutoff is (mostly) an attenuated copy of the truth (a gentle lowpass's
+    # rolloff): lifting it coherently towards the target restores it; a fill would only add error
+    # (only just above it: a cutoff detected below the true one has real content there, which a lift would ruin)
+    near = above & (octaves <= BOOST_OCTAVES)
+    boost = np.where(near, np.clip(np.sqrt(target / (held + EPS_POWER)), 1.0, MAX_BOOST), 1.0)
+    # fill only where the input is a stopband (>= 20 dB under the target; none within 10 dB of it): real content
+    # above a cutoff detected too low must not get noise on top of it
+    depth_db = 10 * np.log10((target + EPS_POWER) / (held + EPS_POWER))
+    missing = np.maximum(target - boost ** 2 * held, 0.0) * np.clip((depth_db - 10.0) / 10.0, 0.0, 1.0)
+    source = spectra[:, layout.source]
+    whitened = source / np.sqrt(smooth[:, layout.source] + EPS_POWER)
+    added = np.zeros_like(spectra)
+    added[:, start:] = ((boost - 1.0) * spectra[:, start:] + whitened * np.sqrt(missing)) * layout.fade
+    return added
+
+
+_WEIGHTS_CACHE: dict[str, tuple[dict[str, np.ndarray], dict[str, Any]]] = {}
+
+
+def load_weights(path: Path, architecture: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """(arrays as float64, config) of a restorer model file, cached per resolved path."""
+    from ...models.model_file import load_arrays
+
+    key = f"{architecture}:{Path(path).resolve()}"
+    if key not in _WEIGHTS_CACHE:
+        arrays, info = load_arrays(path, architecture)
+        _WEIGHTS_CACHE[key] = ({name: value.astype(np.float64) for name, value in arrays.items()}, dict(info.config))
+    return _WEIGHTS_CACHE[key]
+
+
+def resolve_model_param(value: Any, where: str | None, base_dir: str | Path | None) -> Path:
+    """The ``model:`` parameter of a restorer: a path to a ``.safetensors`` file, relative to ``base_dir``
+    (the YAML's folder; the working directory when not given)."""
+    if not isinstance(value, (str, Path)) or not str(value).strip():
+        raise ParameterError(f"model: expects a path to a .safetensors file, got {value!r}", where=where)
+    path = Path(str(value)).expanduser()
+    if not path.is_absolute():
+        path = Path(base_dir if base_dir is not None else Path.cwd()) / path
+    if path.suffix != ".safetensors":
+        raise ParameterError(f"model: {value} is not a .safetensors file", where=where)
+    if not path.is_file():
+        raise ParameterError(f"model: no such model file {path}", where=where)
+    return path
+
+
+def detect_cutoff(source: Path | np.ndarray, sample_rate: float) -> float | None:
+    """Band limit (Hz, the -6 dB point) of a file or a (channels, n) buffer, or None; the estimator of
+    :mod:`pedalchain.chains.detect`, reading files in 0.5 s blocks."""
+    from ...chains.audio_io import probe_audio, read_blocks
+    from ...chains.detect import _SpectrumAverager
+
+    averager = _SpectrumAverager(int(round(sample_rate)))
+    if isinstance(source, np.ndarray):
+        audio = np.atleast_2d(source)
+        for start in range(0, audio.shape[1], 1 << 16):
+            averager.add(audio[:, start:start + (1 << 16)])
+    else:
+        info = probe_audio(source)
+        for block in read_blocks(info, max(1, info.sample_rate // 2)):
+            averager.add(block)
+    return averager.cutoff_hz()
+
+
+class BandwidthExtension(Restorer):
+    """Bandwidth extension above a cutoff; see the module docstring.
+
+    Args:
+        cutoff: ``"auto"`` (find it in :meth:`analyze_input`) or the band limit in Hz (4 kHz … 0.95 x Nyquist
+            of the audio it runs on).
+        model: a model file written by ``chain train restorer --damage bandwidth:HZ``; default the shipped
+            ``models/weights/restorers/bandwidth.safetensors``.
+        base_dir: folder a relative ``model`` path resolves against (the YAML's folder).
+    """
+
+    name = "bandwidth"
+
+    def __init__(self, cutoff: float | str = "auto", model: str | Path | None = None,
+                 base_dir: str | Path | None = None) -> None:
+        super().__init__()
+        where = "restorer: bandwidth"
+        if isinstance(cutoff, str) and cutoff.strip().lower() == "auto":
+            self.cutoff: float | str = "auto"
+        else:
+            try:
+                value = float(str(cutoff).lower().removesuffix("hz").strip()) if isinstance(cutoff, str) \
+                    else float(cutoff)
+            except (TypeError, ValueError):
+                raise ParameterError(f"cutoff: expects 'auto' or a frequency in Hz, got {cutoff!r}",
+                                     where=f"{where}.cutoff") from None
+            if not math.isfinite(value) or value < MIN_CUTOFF_HZ:
+                raise ParameterError(f"cutoff: {value:g} Hz is out of range: 'auto' or >= {MIN_CUTOFF_HZ:g} Hz",
+                                     where=f"{where}.cutoff")
+            self.cutoff = value
+        self.model_path = DEFAULT_WEIGHTS if model is None else resolve_model_param(model, f"{where}.model", base_dir)
+        self._model_param = model
+        self.detected: float | None = None
+        """Cutoff found by the last :meth:`analyze_input` (Hz), None for none or not analysed."""
+        self._active_cutoff: float | None = None
+        self._stream: StftStream | None = None
+        self._delay: DelayLine | None = None
+        self._layout: Layout | None = None
+        self._arrays: dict[str, np.ndarray] = {}
+        self._taper = 0.0
+
+    def __repr__(self) -> str:
+        return f"BandwidthExtension(cutoff={self.cutoff!r})"
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any], where: str | None = None,
+                    base_dir: str | Path | None = None) -> BandwidthExtension:
+        unknown = sorted(set(params) - {"cutoff", "model"})
+        if unknown:
+            raise ParameterError(f"restorer 'bandwidth' has no parameter {', '.join(unknown)} (it takes cutoff, "
+                                 "model)", where=where)
+        try:
+            return cls(params.get("cutoff", "auto"), params.get("model"), base_dir=base_dir)
+        except ParameterError as error:
+            raise ParameterError(error.message, where=where or error.where) from None
+
+    def params(self) -> dict[str, Any]:
+        values: dict[str, Any] = {"cutoff": self.cutoff}
+        if self._model_param is not None:
+            values["model"] = str(self.model_path)
+        return values
+
+    @property
+    def active_cutoff(self) -> float | None:
+        """The cutoff the restorer extends from at the prepared rate (Hz), None when it passes through."""
+        return self._active_cutoff
+
+    def analyze_input(self, source: Path | np.ndarray, sample_rate: float) -> list[str]:
+        if self.cutoff != "auto":
+            return []
+        check_rate(sample_rate, self.name)
+        self.detected = detect_cutoff(source, sample_rate)
+        self._reconfigured()
+        if self.detected is None:
+            return ["bandwidth: no band limit found: passed through"]
+        if not self._usable(self.detected, sample_rate):
+            return [f"bandwidth: band limit at {self.detected / 1000:.1f} kHz: outside {MIN_CUTOFF_HZ / 1000:g} kHz"
+                    f" … {MAX_CUTOFF_SHARE:.0%} of Nyquist, passed through"]
+        return [f"bandwidth: band limit at {self.detected / 1000:.1f} kHz: extended"]
+
+    @staticmethod
+    def _usable(cutoff: float, sample_rate: float) -> bool:
+        return MIN_CUTOFF_HZ <= cutoff <= MAX_CUTOFF_SHARE * sample_rate / 2
+
+    def _prepare(self, sample_rate: float, num_channels: int) -> int:
+        check_rate(sample_rate, self.name)
+        n_fft, hop = stft_size(sample_rate)
+        cutoff = self.detected if self.cutoff == "auto" else float(self.cutoff)
+        if self.cutoff != "auto" and not self._usable(cutoff, sample_rate):
+            raise ParameterError(
+                f"cutoff: {cutoff:g} Hz is out of range at {sample_rate:g} Hz: {MIN_CUTOFF_HZ:g} … "
+                f"{MAX_CUTOFF_SHARE * sample_rate / 2:g} Hz", where="restorer: bandwidth.cutoff")
+        self._active_cutoff = cutoff if cutoff is not None and self._usable(cutoff, sample_rate) else None
+        self._stream = None
+        if self._active_cutoff is not None:
+            self._arrays, config = load_weights(self.model_path, ARCHITECTURE)
+            self._taper = float(config.get("taper_db_per_octave", 0.0))
+            self._layout = Layout(self._active_cutoff, sample_rate, n_fft)
+            self._stream = added_stream(num_channels, sample_rate, self._layout, self._arrays, self._taper)
+        latency = StftStream(1, n_fft, hop, lambda spectra, context: spectra, sample_rate).latency
+        self._delay = DelayLine(num_channels, latency)
+        return latency
+
+    def _reset_state(self) -> None:
+        self._delay.reset()
+        if self._stream is not None:
+            self._stream.reset()
+
+    def _process_block(self, audio: np.ndarray, sample_rate: float) -> np.ndarray:
+        delayed = self._delay.process(audio)
+        if self._stream is None:
+            return delayed
+        return delayed + self._stream.process(audio)
+
+
+def added_stream(channels: int, sample_rate: float, layout: Layout, arrays: dict[str, np.ndarray],
+                 taper: float) -> StftStream:
+    """A :class:`StftStream` whose output is the signal to add to the (delayed) input."""
+    n_fft, hop = stft_size(sample_rate)
+    scale = sqrt_hann(n_fft).sum() / 2
+
+    def hook(spectra: np.ndarray, context: FrameContext) -> np.ndarray:
+        frames = spectra.transpose(0, 2, 1).astype(np.complex128) / scale
+        added = np.stack([extend_frames(frames[channel], layout, arrays, taper) for channel in range(channels)])
+        return (added * scale).transpose(0, 2, 1)
+
+    return StftStream(channels, n_fft, hop, hook, sample_rate)
+
+
+def extend_frames(spectra: np.ndarray, layout: Layout, arrays: dict[str, np.ndarray], taper: float) -> np.ndarray:
+    """The spectra to add to frames ``spectra`` (F, bins) of one channel: features -> envelope -> fill."""
+    power = spectra.real ** 2 + spectra.imag ** 2
+    features, anchor = frame_features(power, layout)
+    predicted = mlp_forward(features, arrays)
+    return added_spectra(spectra, predicted, anchor, layout, taper)

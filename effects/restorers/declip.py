@@ -1,0 +1,468 @@
+"""``restorer: declip``: reconstruct hard-clipped peaks; every unclipped sample passes through bit for bit.
+
+Which samples are clipped: those at a *rail*.  ``threshold: auto`` (the default) finds the rails in
+:meth:`Declip.analyze_input` from the pile-up at the extremes of the whole input: the positive rail is the
+largest sample value, and it counts as clipping when at least :data:`MIN_RAIL_SAMPLES` samples (and
+1e-5 of all samples) sit on it within a tolerance (1e-6 of the rail for float data, 1.01 steps for integer
+files); the same for the negative rail, so one-sided clipping is handled.  ``threshold: -3`` (dBFS, -60..0)
+states the rails instead: +-10^(dB/20), and samples with |x| >= that level are clipped ones.
+
+How each run of clipped samples (one channel, consecutive samples on one rail, at most :data:`MAX_RUN`) is
+reconstructed -- consistent declipping by constrained AR interpolation (Janssen et al. 1986, with the clipping
+constraints of Adler et al. 2012):
+
+1. One autoregressive model of order ``order`` (config, 48) per channel and *segment* of ``segment`` samples
+   (config, 4096, on a fixed grid) is fitted by least squares (covariance method, forward and backward
+   prediction, ridge ``ridge`` relative to the signal power) on the unclipped samples of the segment,
+   ``context`` samples (config, 320) before it and MAX_RUN + ``context`` after it.
+2. The clipped samples of that window are the values minimising the energy of the AR prediction error (one
+   banded least-squares problem for all runs of the window), subject to x >= rail on the positive rail
+   and x <= rail on the negative one (active set: samples that fall inside the rails are pinned to it and
+   the rest solved again).
+3. The learned part (``models/weights/restorers/declip.safetensors``, fitted on the clean corpus by
+   ``models/restore/fit_declip.py``): the part above the rail is scaled by a gain per run length
+   (``excess_gain`` over ``run_edges``), the least-squares fit of the true excess on the estimated one;
+   AR interpolation is biased towards low energy, and how much depends on the run length.  The fit keeps these
+   gains only when they raise the validation SNR; for the shipped file they did not, so it holds gain 1
+   (``excess_gain_used`` in its metadata says which).
+4. The excess is limited to ``max_over_db`` (config) above the rail.
+
+Streaming: the runs starting in a segment are repaired once MAX_RUN + ``context`` samples after the segment are
+in, from the input alone (never from earlier repairs), so the output does not depend on the block sizes; runs
+longer than :data:`MAX_RUN` samples are left clipped.  Latency: ``segment`` + MAX_RUN + ``context`` samples
+(5440, 123 ms at 44.1 kHz).  Without rails (nothing detected, or ``auto``
+never analysed because the stream started with ``reset=False``) the input passes through, delayed.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ...errors import ParameterError
+from ..streaming import DelayLine
+from . import Restorer
+
+ARCHITECTURE = "declip-ar"
+DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "models" / "weights" / "restorers" / "declip.safetensors"
+MIN_RATE_HZ = 22050.0
+MAX_RATE_HZ = 192000.0
+MAX_RUN = 1024
+"""Longest run of clipped samples reconstructed (samples); longer ones are left as they are."""
+MIN_RAIL_SAMPLES = 8
+MIN_RAIL_SHARE = 1e-5
+THRESHOLD_RANGE_DB = (-60.0, 0.0)
+DEFAULT_CONFIG = {"order": 48, "context": 320, "segment": 4096, "ridge": 1e-4, "max_over_db": 9.0}
+"""Used when no weights file is given and for keys a weights file lacks.  Order, ridge, segment and the cap were
+chosen on the validation split (orders 24-64, segments 2048/4096, caps 6-15 dB at 6 dB over threshold)."""
+
+
+# -- the reconstruction (pure functions) ---------------------------------------------------------------------------
+def fit_ar(x: np.ndarray, known: np.ndarray, order: int, ridge: float) -> np.ndarray | None:
+    """AR coefficients a (order,) with x[t] ~ sum_i a[i] x[t-1-i], least squares over the rows of ``x`` (1-D)
+    whose ``order`` + 1 samples are all ``known``, forward and backward; None when there are too few rows."""
+    if x.shape[0] <= order + 1:
+        return None
+    frames = np.lib.stride_tricks.sliding_window_view(x, order + 1)
+    ok = np.lib.stride_tricks.sliding_window_view(known, order + 1).all(axis=1)
+    rows = frames[ok]
+    if rows.shape[0] < order:
+        return None
+    # forward: x[t] from x[t-1..t-p] (reversed past); backward: x[t-p] from x[t-p+1..t]
+    past = np.concatenate([rows[:, -2::-1], rows[:, 1:]])
+    target = np.concatenate([rows[:, -1], rows[:, 0]])
+    gram = past.T @ past
+    scale = max(float(np.trace(gram)) / order, 1e-20)
+    try:
+        return np.linalg.solve(gram + ridge * scale * np.eye(order), past.T @ target)
+    except np.linalg.LinAlgError:
+        return None
+
+
+def interpolate(x: np.ndarray, unknown: np.ndarray, lower: np.ndarray, upper: np.ndarray, a: np.ndarray,
+                iterations: int = 8) -> np.ndarray:
+    """Values of the ``unknown`` samples of ``x`` (1-D window; the unknown ones at least ``len(a)`` samples from
+    both ends) that minimise the AR prediction error energy sum_t (x[t] - sum_i a[i] x[t-1-i])^2 subject to
+    ``lower`` <= x <= ``upper`` (per sample, +-inf for none; active set: violators are pinned to their bound and
+    the rest solved again, at most ``iterations`` times).
+
+    The normal equations are banded: with c = [1, -a], the Gram matrix of the prediction-error operator is the
+    Toeplitz matrix of R[d] = sum_i c[i] c[i+d] (|d| <= order) wherever the unknowns lie ``order`` samples inside
+    the window, so each solve is one banded Cholesky (scipy ``solveh_banded``), O(n order^2)."""
+    import scipy.linalg
+
+    order = a.shape[0]
+    c = np.concatenate([[1.0], -a])
+    r = np.array([c[: order + 1 - d] @ c[d:] for d in range(order + 1)])
+    kernel = np.concatenate([r[:0:-1], r])  # symmetric, length 2 order + 1
+    values = x.astype(np.float64).copy()
+    free = unknown.copy()
+    for _ in range(iterations):
+        index = np.flatnonzero(free)
+        if index.size == 0:
+            break
+        known_part = values.copy()
+        known_part[free] = 0.0
+        rhs = -np.convolve(known_part, kernel, mode="same")[index]
+        bands = np.zeros((order + 1, index.size))
+        bands[order] = r[0] * (1 + 1e-9)
+        for q in range(1, min(order, index.size - 1) + 1):
+            gap = index[q:] - index[:-q]
+            bands[order - q, q:] = np.where(gap <= order, r[np.minimum(gap, order)], 0.0)
+        try:
+            solution = scipy.linalg.solveh_banded(bands, rhs, check_finite=False)
+        except (np.linalg.LinAlgError, ValueError):
+            break
+        values[index] = solution
+        lo, hi = lower[index], upper[index]
+        violating = (solution < lo) | (solution > hi)
+        if not violating.any():
+            break
+        pinned = index[violating]
+        values[pinned] = np.clip(values[pinned], lower[pinned], upper[pinned])
+        free[pinned] = False
+    return values[unknown]
+
+
+def run_bucket(length: int, edges: np.ndarray) -> int:
+    """Index of the run-length bucket [edges[k], edges[k+1]) holding ``length``; the last bucket is open."""
+    return int(np.clip(np.searchsorted(edges, length, side="right") - 1, 0, len(edges) - 1))
+
+
+class Reconstructor:
+    """Repairs the runs of one channel that start in one segment (see the module docstring, steps 1-4)."""
+
+    def __init__(self, config: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        self.order = int(config["order"])
+        self.context = int(config["context"])
+        self.segment = int(config["segment"])
+        self.ridge = float(config["ridge"])
+        self.max_over = 10 ** (float(config["max_over_db"]) / 20)
+        self.edges = np.asarray(arrays.get("run_edges", np.array([1.0])), np.float64)
+        self.gains = np.asarray(arrays.get("excess_gain", np.ones(len(self.edges))), np.float64)
+
+    @property
+    def lookahead(self) -> int:
+        """Samples of input needed after a segment's end before it can be repaired."""
+        return MAX_RUN + self.context
+
+    def estimate(self, window: np.ndarray, flags: np.ndarray, rails: tuple[float, float]) -> np.ndarray:
+        """Constrained AR estimate (float64, same length) of every clipped sample of ``window`` (1-D) more than
+        ``order`` samples from its ends, one AR model for the whole window; other samples are returned as given."""
+        p = self.order
+        x = window.astype(np.float64)
+        out = x.copy()
+        unknown = flags.copy()
+        unknown[:p] = False
+        unknown[max(0, len(unknown) - p):] = False
+        if not unknown.any():
+            return out
+        a = fit_ar(x, ~flags, p, self.ridge)
+        if a is None:
+            return out
+        positive = x > 0
+        lower = np.where(unknown & positive, rails[0], -np.inf)
+        upper = np.where(unknown & ~positive, rails[1], np.inf)
+        out[unknown] = interpolate(x, unknown, lower, upper, a)
+        return out
+
+    def gain_of(self, lengths: np.ndarray) -> np.ndarray:
+        """The learned excess gain for runs of ``lengths`` samples."""
+        index = np.clip(np.searchsorted(self.edges, lengths, side="right") - 1, 0, len(self.edges) - 1)
+        return self.gains[index]
+
+    def repair_segment(self, window: np.ndarray, offset: int, rails: tuple[float, float],
+                       flags: np.ndarray | None = None) -> list[tuple[int, np.ndarray]]:
+        """Repairs of the runs of ``window`` (1-D input, no repairs in it) that start at window indices
+        [offset, offset + segment) and are at most MAX_RUN long: a list of (start index, float32 values).
+        The window must reach ``lookahead`` samples past the segment (less only at the end of a buffer)."""
+        if flags is None:
+            flags = clipped_flags(window, rails)
+        starts, ends = runs_of(flags)
+        keep = (starts >= offset) & (starts < offset + self.segment) & (ends - starts <= MAX_RUN) \
+            & (ends + self.order <= len(window))
+        if not keep.any():
+            return []
+        starts, ends = starts[keep], ends[keep]
+        estimate = self.estimate(window, flags, rails)
+        limit = self.max_over - 1
+        repairs = []
+        for s, e, gain in zip(starts.tolist(), ends.tolist(), self.gain_of(ends - starts).tolist(), strict=True):
+            rail = rails[0] if window[s] > 0 else rails[1]
+            excess = np.clip((estimate[s:e] - rail) * gain / rail, 0.0, limit)  # in units of the rail
+            repairs.append((s, (rail * (1 + excess)).astype(np.float32)))
+        return repairs
+
+
+def declip_array(audio: np.ndarray, rails: tuple[float | None, float | None], reconstructor: Reconstructor
+                 ) -> np.ndarray:
+    """One-shot reference of the streamed repair: ``audio`` (channels, n) with every run repaired, segment by
+    segment on the same grid with the zeros a drained stream sees after the end (equal to the streamed output)."""
+    if rails == (None, None):
+        return np.array(audio, dtype=np.float32, copy=True)
+    length = audio.shape[1]
+    audio = np.concatenate([np.asarray(audio, np.float32),
+                            np.zeros((audio.shape[0], reconstructor.segment + reconstructor.lookahead), np.float32)],
+                           axis=1)
+    out = audio.copy()
+    solve_rails = (rails[0] if rails[0] is not None else np.inf, rails[1] if rails[1] is not None else -np.inf)
+    segment, context = reconstructor.segment, reconstructor.context
+    for c in range(audio.shape[0]):
+        flags = clipped_flags(audio[c], rails)
+        for start in range(0, length, segment):
+            if not flags[start:start + segment].any():
+                continue
+            lo = max(0, start - context)
+            hi = start + segment + reconstructor.lookahead
+            for s, values in reconstructor.repair_segment(audio[c, lo:hi], start - lo, solve_rails, flags[lo:hi]):
+                out[c, lo + s:lo + s + len(values)] = values
+    return out[:, :length]
+
+
+def clipped_flags(audio: np.ndarray, rails: tuple[float | None, float | None]) -> np.ndarray:
+    """Boolean mask of the samples of ``audio`` on a rail: x >= positive rail or x <= negative rail (a rail of
+    None is not clipped)."""
+    flags = np.zeros(audio.shape, bool)
+    if rails[0] is not None:
+        flags |= audio >= rails[0]
+    if rails[1] is not None:
+        flags |= audio <= rails[1]
+    return flags
+
+
+def runs_of(flags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(starts, ends) of the runs of True in the 1-D mask (ends exclusive)."""
+    edges = np.diff(np.concatenate([[0], flags.astype(np.int8), [0]]))
+    return np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+
+
+def detect_rails(source: Path | np.ndarray, integer_bits: int | None = None) -> tuple[float | None, float | None,
+                                                                                      dict[str, Any]]:
+    """The clipping rails of a file (read in blocks) or a (channels, n) buffer: ``(positive, negative, facts)``;
+    a rail is None when its extreme shows no pile-up (see the module docstring).  The rails returned are lowered
+    (raised) by the tolerance so that ``x >= positive`` selects exactly the samples on the rail."""
+    blocks, bits = _blocks(source, integer_bits)
+    top, bottom, total = -np.inf, np.inf, 0
+    for block in blocks():
+        if block.size:
+            top, bottom = max(top, float(block.max())), min(bottom, float(block.min()))
+            total += block.size
+    facts: dict[str, Any] = {"peak_positive": top, "peak_negative": bottom, "samples": total}
+    if total == 0:
+        return None, None, facts
+
+    def tolerance(rail: float) -> float:
+        return 1.01 * 2.0 ** (1 - bits) if bits else 1e-6 * abs(rail)
+
+    rails: list[float | None] = [None, None]
+    counts = [0, 0]
+    levels = [top - tolerance(top) if top > 0 else None, bottom + tolerance(bottom) if bottom < 0 else None]
+    for block in blocks():
+        if levels[0] is not None:
+            counts[0] += int(np.count_nonzero(block >= levels[0]))
+        if levels[1] is not None:
+            counts[1] += int(np.count_nonzero(block <= levels[1]))
+    for k in range(2):
+        if levels[k] is not None and counts[k] >= max(MIN_RAIL_SAMPLES, MIN_RAIL_SHARE * total):
+            rails[k] = levels[k]
+    facts.update({"on_positive_rail": counts[0], "on_negative_rail": counts[1]})
+    return rails[0], rails[1], facts
+
+
+def _blocks(source: Path | np.ndarray, integer_bits: int | None) -> tuple[Any, int | None]:
+    if isinstance(source, np.ndarray):
+        audio = np.atleast_2d(source)
+        return (lambda: (audio[:, i:i + 65536] for i in range(0, audio.shape[1], 65536))), integer_bits
+    from ...chains.audio_io import INTEGER_BITS, probe_audio, read_blocks
+
+    info = probe_audio(source)
+    return (lambda: read_blocks(info, 65536)), INTEGER_BITS.get(info.subtype)
+
+
+_WEIGHTS: dict[str, tuple[dict[str, np.ndarray], dict[str, Any]]] = {}
+
+
+def load_weights(path: str | Path | None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """(arrays, config) of a declip weights file (cached); the shipped one when ``path`` is None; without a
+    shipped file, no learned gain (1.0) and :data:`DEFAULT_CONFIG`."""
+    from ...models.model_file import load_arrays
+
+    if path is None and not DEFAULT_WEIGHTS.exists():
+        return {}, dict(DEFAULT_CONFIG)
+    key = str(Path(path) if path is not None else DEFAULT_WEIGHTS)
+    if key not in _WEIGHTS:
+        arrays, info = load_arrays(key, ARCHITECTURE)
+        _WEIGHTS[key] = arrays, {**DEFAULT_CONFIG, **info.config}
+    arrays, config = _WEIGHTS[key]
+    return arrays, dict(config)
+
+
+# -- the restorer ----------------------------------------------------------------------------------------------------
+class Declip(Restorer):
+    """Reconstruct clipped peaks (see the module docstring).
+
+    Args:
+        threshold: "auto" (find the rails in the whole input) or the clipping level in dBFS, -60..0 (e.g. -3:
+            samples with |x| >= 0.708 are clipped).
+        model: a declip weights file; None = the shipped ``declip.safetensors``.
+    """
+
+    name = "declip"
+
+    def __init__(self, threshold: float | str = "auto", model: str | Path | None = None) -> None:
+        super().__init__()
+        if isinstance(threshold, str):
+            if threshold.strip().lower() != "auto":
+                raise ParameterError(f"threshold must be 'auto' or a level in dBFS, got {threshold!r}",
+                                     where="threshold")
+            self.threshold: float | str = "auto"
+        else:
+            value = float(threshold)
+            if not (math.isfinite(value) and THRESHOLD_RANGE_DB[0] <= value <= THRESHOLD_RANGE_DB[1]):
+                raise ParameterError(
+                    f"threshold ({value:g} dBFS) must lie in [{THRESHOLD_RANGE_DB[0]:g}, {THRESHOLD_RANGE_DB[1]:g}] "
+                    "dBFS, or be 'auto'", where="threshold")
+            self.threshold = value
+        self.model = None if model is None else str(model)
+        self._arrays, self._config = load_weights(model)
+        self._reconstructor = Reconstructor(self._config, self._arrays)
+        self._rails: tuple[float | None, float | None] = (None, None)
+        if self.threshold != "auto":
+            level = 10 ** (float(self.threshold) / 20)
+            self._rails = (level * (1 - 1e-6), -level * (1 - 1e-6))
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any], where: str | None = None,
+                    base_dir: str | Path | None = None) -> Declip:
+        unknown = set(params) - {"threshold", "model"}
+        if unknown:
+            raise ParameterError(f"declip takes threshold and model, not {', '.join(sorted(unknown))}", where=where)
+        threshold = params.get("threshold", "auto")
+        if isinstance(threshold, str) and threshold.strip().lower() != "auto":
+            text = threshold.strip().lower().removesuffix("dbfs").removesuffix("db").strip()
+            try:
+                threshold = float(text)
+            except ValueError:
+                raise ParameterError(f"threshold must be 'auto' or a level in dBFS, got {threshold!r}",
+                                     where=where) from None
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float, str)):
+            raise ParameterError(f"threshold must be 'auto' or a level in dBFS, got {threshold!r}", where=where)
+        try:
+            return cls(threshold, _model_path(params.get("model"), base_dir))
+        except ParameterError as error:
+            raise ParameterError(f"declip {error.message}", where=where) from None
+
+    def params(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.threshold != "auto":
+            out["threshold"] = self.threshold
+        if self.model is not None:
+            out["model"] = self.model
+        return out
+
+    @property
+    def rails(self) -> tuple[float | None, float | None]:
+        """(positive rail, negative rail) in use; None where that side is not clipped."""
+        return self._rails
+
+    def analyze_input(self, source: Path | np.ndarray, sample_rate: float) -> list[str]:
+        if self.threshold != "auto":
+            return []
+        positive, negative, facts = detect_rails(source)
+        self._rails = (positive, negative)
+        self._reconfigured()
+        if positive is None and negative is None:
+            return ["declip: no clipping found (no pile-up at the peaks): passing through"]
+        total = max(1, facts["samples"])
+        sides = []
+        if positive is not None:
+            sides.append(f"+{facts['peak_positive']:.4f} ({facts['on_positive_rail']} samples)")
+        if negative is not None:
+            sides.append(f"{facts['peak_negative']:.4f} ({facts['on_negative_rail']} samples)")
+        share = (facts["on_positive_rail"] * (positive is not None)
+                 + facts["on_negative_rail"] * (negative is not None)) / total
+        return [f"declip: clipping at {' and '.join(sides)}, {100 * share:.2g}% of samples: reconstructing"]
+
+    # -- Processor -----------------------------------------------------------------------------------------------
+    def _prepare(self, sample_rate: float, num_channels: int) -> int:
+        if not MIN_RATE_HZ <= sample_rate <= MAX_RATE_HZ:
+            raise ParameterError(f"declip runs at {MIN_RATE_HZ / 1000:g}–{MAX_RATE_HZ / 1000:g} kHz; this audio is "
+                                 f"{sample_rate:g} Hz (resample it first)", where="restorer: declip")
+        self._channels = num_channels
+        return self._reconstructor.segment + self._reconstructor.lookahead
+
+    def _reset_state(self) -> None:
+        self._held = np.zeros((self._channels, 0), np.float32)  # input from absolute index _base on
+        self._fixed = np.zeros((self._channels, 0), np.float32)  # the same with the repairs written in
+        self._base = 0
+        self._end = 0  # absolute index one past the last input sample
+        self._next = 0  # absolute start of the next segment to repair
+        self._delay = DelayLine(self._channels, self._latency)
+
+    def _process_whole(self, audio: np.ndarray, sample_rate: float, buffer_size: int) -> np.ndarray:
+        from .stft import one_shot_blas_limited
+
+        if self._rails == (None, None):
+            return audio.copy()
+        return one_shot_blas_limited(declip_array, audio, self._rails, self._reconstructor)
+
+    def _process_block(self, audio: np.ndarray, sample_rate: float) -> np.ndarray:
+        if self._rails == (None, None):
+            return self._delay.process(audio)
+        count = audio.shape[1]
+        self._held = np.concatenate([self._held, audio], axis=1)
+        self._fixed = np.concatenate([self._fixed, audio], axis=1)
+        self._end += count
+        recon = self._reconstructor
+        segment, context = recon.segment, recon.context
+        while self._next + segment + recon.lookahead <= self._end:
+            self._repair(self._next)
+            self._next += segment
+        first = self._end - count - self._latency  # absolute index of this block's first output sample
+        out = np.zeros((self._channels, count), np.float32)
+        start = max(first, 0)
+        if start < first + count:
+            out[:, start - first:] = self._fixed[:, start - self._base:first + count - self._base]
+        keep_from = max(self._base, min(max(0, first + count), self._next - context))
+        if keep_from > self._base:
+            self._held = self._held[:, keep_from - self._base:]
+            self._fixed = self._fixed[:, keep_from - self._base:]
+            self._base = keep_from
+        return out
+
+    def _repair(self, start: int) -> None:
+        """Repair the runs starting in the segment at absolute index ``start`` (all its input is held)."""
+        recon = self._reconstructor
+        lo = max(0, start - recon.context)
+        hi = start + recon.segment + recon.lookahead
+        window = self._held[:, lo - self._base:hi - self._base]
+        flags = clipped_flags(window, self._rails)
+        inside = flags[:, start - lo:start - lo + recon.segment]
+        if not inside.any():
+            return
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1, user_api="blas"):
+            for c in range(self._channels):
+                if not inside[c].any():
+                    continue
+                for s, values in recon.repair_segment(window[c], start - lo, self._rails_for_solve(), flags[c]):
+                    at = lo - self._base + s
+                    self._fixed[c, at:at + len(values)] = values
+
+    def _rails_for_solve(self) -> tuple[float, float]:
+        positive, negative = self._rails
+        return (positive if positive is not None else np.inf, negative if negative is not None else -np.inf)
+
+
+def _model_path(model: Any, base_dir: str | Path | None) -> str | None:
+    """A ``model:`` value as a path, relative ones resolved against the YAML file's folder ``base_dir``."""
+    if model is None:
+        return None
+    path = Path(str(model)).expanduser()
+    if not path.is_absolute() and base_dir is not None:
+        path = Path(base_dir) / path
+    return str(path)

@@ -1,0 +1,196 @@
+"""``restorer: bandwidth``: the seam at the cutoff, silence on material without highs, cutoff detection,
+chunk invariance, parameters and the YAML round trip, with the shipped model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.signal as ss
+import soundfile as sf
+from helpers import RANDOM, assert_close, stream
+from pedalchain.chains.yaml_io import chain_from_yaml, chain_to_data
+from pedalchain.effects.restorers.bandwidth import DEFAULT_WEIGHTS, BandwidthExtension
+from pedalchain.errors import ChainFileError, ParameterError
+
+FS = 44100
+
+
+def pink_cut(cutoff_hz: float, seconds: float = 3.0, channels: int = 2, seed: int = 0, fs: int = FS) -> np.ndarray:
+    """Pink noise (-3 dB/octave from 50 Hz) cut by an ideal (FFT-domain) lowpass at ``cutoff_hz``, RMS 0.1."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * fs)
+    spectrum = np.fft.rfft(rng.standard_normal((channels, n)), axis=1)
+    freqs = np.fft.rfftfreq(n, 1 / fs)
+    spectrum /= np.sqrt(np.maximum(freqs, 50.0) / 1000)
+    spectrum[:, freqs >= cutoff_hz] = 0
+    audio = np.fft.irfft(spectrum, n=n, axis=1)
+    return (0.1 * audio / audio.std()).astype(np.float32)
+
+
+def bass_line(seconds: float = 3.0, fs: int = FS) -> np.ndarray:
+    """A bass line: sawtooth notes 41-98 Hz through a 4-pole lowpass at 600 Hz, with a pluck envelope; stereo."""
+    notes = [41.2, 55.0, 61.7, 73.4, 98.0, 82.4]
+    n = int(seconds * fs)
+    step = n // len(notes)
+    t = np.arange(step) / fs
+    parts = [0.5 * ss.sawtooth(2 * np.pi * f * t) * np.exp(-3 * t) for f in notes]
+    audio = np.concatenate(parts + [np.zeros(n - step * len(notes))])
+    audio = ss.sosfilt(ss.butter(4, 600, fs=fs, output="sos"), audio)
+    return np.stack([audio, 0.8 * audio]).astype(np.float32)
+
+
+def welch_db(audio: np.ndarray, fs: int = FS) -> tuple[np.ndarray, np.ndarray]:
+    """Welch PSD (dB, channels averaged) of the middle of ``audio``: edges (where a one-shot cut starts and
+    stops the added signal abruptly) are left out."""
+    middle = audio[:, 8192:-8192].astype(np.float64)
+    freqs, power = ss.welch(middle, fs, nperseg=8192, axis=-1)
+    return freqs, 10 * np.log10(power.mean(axis=0) + 1e-30)
+
+
+def band_db(freqs: np.ndarray, level: np.ndarray, lo: float, hi: float) -> float:
+    keep = (freqs >= lo) & (freqs < hi)
+    return float(10 * np.log10(np.mean(10 ** (level[keep] / 10))))
+
+
+def test_shipped_model_exists_and_is_small():
+    assert DEFAULT_WEIGHTS.is_file(), f"{DEFAULT_WEIGHTS} is missing"
+    assert DEFAULT_WEIGHTS.stat().st_size < 200_000
+
+
+@pytest.mark.parametrize("cutoff", [11000.0, 16000.0])
+def test_seam_adds_nothing_below_and_has_no_level_step(cutoff):
+    audio = pink_cut(cutoff)
+    out = BandwidthExtension(cutoff=cutoff).process(audio, FS)
+    added = out.astype(np.float64) - audio
+    freqs, added_db = welch_db(added)
+    _, input_db = welch_db(audio)
+    _, output_db = welch_db(out)
+    below = freqs < cutoff - 500
+    # below the transition band the added signal stays >= 60 dB under the input, bin by bin
+    assert np.max(added_db[below] - input_db[below]) <= -60.0
+    # something really was added above the cutoff
+    assert band_db(freqs, output_db, cutoff + 200, cutoff + 1500) > band_db(freqs, input_db, cutoff + 200,
+                                                                            cutoff + 1500) + 40
+    # the level just above the seam matches the level just below it within 1 dB
+    step = band_db(freqs, output_db, cutoff + 50, cutoff + 450) - band_db(freqs, output_db, cutoff - 900,
+                                                                          cutoff - 500)
+    assert abs(step) <= 1.0, f"level step across the seam {step:+.2f} dB"
+
+
+def test_below_cutoff_is_bit_identical_path():
+    """The input is passed through delayed; only the added signal goes through the STFT."""
+    audio = pink_cut(11000, seconds=1.0)
+    restorer = BandwidthExtension(cutoff=11000)
+    out = restorer.process(audio, FS)
+    lowpassed = ss.sosfiltfilt(ss.butter(8, 9000, fs=FS, output="sos"), out.astype(np.float64) - audio, axis=-1)
+    assert np.sqrt(np.mean(lowpassed[:, 4096:-4096] ** 2)) < 1e-3 * np.sqrt(np.mean(audio ** 2.0))
+
+
+def test_bass_line_stays_silent_above_the_cutoff():
+    audio = bass_line()
+    out = BandwidthExtension(cutoff=11000).process(audio, FS)
+    freqs, output_db = welch_db(out)
+    _, input_db = welch_db(audio)
+    total = band_db(freqs, input_db, 0, FS / 2)
+    above = band_db(freqs, output_db, 11000, FS / 2)
+    assert above - total <= -60.0, f"added {above - total:.1f} dB above the cutoff on a bass line"
+
+
+def test_bass_line_with_auto_cutoff_passes_through_unchanged():
+    audio = bass_line()
+    restorer = BandwidthExtension()
+    findings = restorer.analyze_input(audio, FS)
+    assert restorer.active_cutoff is None or restorer.active_cutoff < 4000
+    assert findings and "passed through" in findings[0]
+    assert np.array_equal(restorer.process(audio, FS), audio)
+
+
+def test_auto_detects_the_cutoff_from_a_file_and_a_buffer(tmp_path: Path):
+    audio = pink_cut(16000, seconds=4.0)
+    path = tmp_path / "cut.wav"
+    sf.write(path, audio.T, FS, subtype="FLOAT")
+    from_file = BandwidthExtension()
+    findings = from_file.analyze_input(path, FS)
+    assert findings == ["bandwidth: band limit at 16.0 kHz: extended"]
+    assert abs(from_file.detected - 16000) < 300
+    from_buffer = BandwidthExtension()
+    from_buffer.analyze_input(audio, FS)
+    assert from_buffer.detected == from_file.detected
+    from_file.reset()  # the detected setting survives reset
+    assert from_file.detected == from_buffer.detected
+    out = from_file.process(audio, FS)  # one-shot analyses the buffer again: same cutoff
+    assert_close(out, BandwidthExtension(cutoff=from_buffer.detected).process(audio, FS), "auto vs explicit")
+
+
+def test_pure_streaming_without_analysis_passes_through():
+    audio = pink_cut(11000, seconds=1.0)
+    restorer = BandwidthExtension()
+    out = stream(restorer, audio, FS, 1000)
+    assert_close(out, audio, "auto cutoff without analysis", atol=0.0)
+
+
+@pytest.mark.parametrize("pattern", [1, 7, 512, 4096, 10000, RANDOM])
+def test_chunk_invariant(pattern):
+    seconds = 0.3 if pattern in (1, 7) else 1.5
+    audio = pink_cut(11000, seconds=seconds, seed=3)
+    restorer = BandwidthExtension(cutoff=11000)
+    one_shot = restorer.process(audio, FS)
+    assert_close(stream(restorer, audio, FS, pattern, seed=5), one_shot, f"blocks {pattern}")
+
+
+def test_mono_and_independent_channels():
+    audio = pink_cut(11000, seconds=1.0)
+    restorer = BandwidthExtension(cutoff=11000)
+    mono = restorer.process(audio[0], FS)
+    assert mono.ndim == 1
+    stereo = restorer.process(np.stack([audio[0], np.zeros_like(audio[0])]), FS)
+    assert_close(stereo[0], mono, "left channel alone")
+    assert np.all(stereo[1] == 0)
+
+
+def test_latency_does_not_depend_on_the_detection():
+    cut, clean = BandwidthExtension(cutoff=11000), BandwidthExtension()
+    assert cut.latency_at(FS) == clean.latency_at(FS) == 2047
+    assert BandwidthExtension(cutoff=20000).latency_at(48000) == 2047
+    assert BandwidthExtension(cutoff=20000).latency_at(96000) == 4095
+
+
+@pytest.mark.parametrize("fs", [22050, 192000])
+def test_refuses_unsupported_rates(fs):
+    with pytest.raises(ParameterError, match="32–96 kHz"):
+        BandwidthExtension(cutoff=8000).process(np.zeros((2, 4096), np.float32), fs)
+
+
+def test_bad_parameters_name_the_parameter():
+    with pytest.raises(ParameterError, match="cutoff"):
+        BandwidthExtension(cutoff="banana")
+    with pytest.raises(ParameterError, match="cutoff"):
+        BandwidthExtension(cutoff=1000)
+    with pytest.raises(ParameterError, match="cutoff"):
+        BandwidthExtension(cutoff=21500).process(np.zeros((1, 4096), np.float32), FS)
+    with pytest.raises(ParameterError, match="no parameter"):
+        BandwidthExtension.from_params({"cutof": 11000})
+    with pytest.raises(ParameterError, match="no such model file"):
+        BandwidthExtension.from_params({"model": "missing.safetensors"})
+
+
+def test_yaml_round_trip(tmp_path: Path):
+    chain = chain_from_yaml("steps:\n  - restorer: bandwidth\n    cutoff: 16000\n  - restorer: bandwidth\n")
+    data = chain_to_data(chain, tmp_path)
+    assert data["steps"] == [{"restorer": "bandwidth", "cutoff": 16000}, {"restorer": "bandwidth", "cutoff": "auto"}]
+    again = chain_from_yaml(f"steps:\n  - restorer: bandwidth\n    cutoff: {data['steps'][0]['cutoff']}\n")
+    audio = pink_cut(16000, seconds=1.0)
+    assert_close(again.process(audio, FS), chain.steps[0].processor.process(audio, FS), "round trip")
+    with pytest.raises((ParameterError, ChainFileError), match="cutoff"):
+        chain_from_yaml("steps:\n  - restorer: bandwidth\n    cutoff: loud\n")
+
+
+def test_model_parameter_loads_a_model_file_relative_to_base_dir(tmp_path: Path):
+    copy = tmp_path / "mine.safetensors"
+    copy.write_bytes(DEFAULT_WEIGHTS.read_bytes())
+    restorer = BandwidthExtension.from_params({"cutoff": 11000, "model": "mine.safetensors"}, base_dir=tmp_path)
+    assert restorer.params() == {"cutoff": 11000.0, "model": str(copy)}
+    audio = pink_cut(11000, seconds=1.0)
+    assert_close(restorer.process(audio, FS), BandwidthExtension(cutoff=11000).process(audio, FS), "same weights")

@@ -1,0 +1,151 @@
+"""``restorer: denoise``: SI-SDR gain on a noisy music-like signal, a quiet passage never gated to silence, the
+amount control, chunk invariance, passthrough without analysis, parameters and the YAML round trip, with the
+shipped model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from helpers import RANDOM, assert_close, stream
+from pedalchain.chains.yaml_io import chain_from_yaml, chain_to_data
+from pedalchain.effects.restorers.denoise import DEFAULT_WEIGHTS, Denoise, spectral_subtraction_gain
+from pedalchain.effects.restorers.stft import StftStream, stft_size
+from pedalchain.errors import ChainFileError, ParameterError
+
+FS = 44100
+
+
+def music_like(seconds: float = 4.0, seed: int = 0, fs: int = FS) -> np.ndarray:
+    """Plucked harmonic notes (8 partials, 1/k amplitudes, decaying) on a chord progression, stereo, peak ~0.5."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * fs)
+    out = np.zeros((2, n))
+    step = fs // 4
+    for start in range(0, n - step, step):
+        f0 = 110.0 * 2 ** (rng.integers(0, 24) / 12)
+        t = np.arange(min(2 * step, n - start)) / fs
+        note = sum(np.sin(2 * np.pi * k * f0 * t + rng.uniform(0, 6.3)) / k for k in range(1, 9) if k * f0 < 16000)
+        note *= np.exp(-4 * t)
+        pan = rng.uniform(0.3, 1.0)
+        out[0, start:start + len(t)] += pan * note
+        out[1, start:start + len(t)] += (1.3 - pan) * note
+    return (0.5 * out / np.abs(out).max()).astype(np.float32)
+
+
+def with_noise(clean: np.ndarray, snr_db: float, seed: int = 1) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    noise = rng.standard_normal(clean.shape)
+    noise *= np.sqrt(np.mean(clean.astype(np.float64) ** 2) / np.mean(noise ** 2) / 10 ** (snr_db / 10))
+    return (clean + noise).astype(np.float32)
+
+
+def si_sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
+    x, y = reference.astype(np.float64).ravel(), estimate.astype(np.float64).ravel()
+    r = np.dot(x, y) / (np.linalg.norm(x) * np.linalg.norm(y))
+    return float(10 * np.log10(r * r / (1 - r * r)))
+
+
+def subtraction(noisy: np.ndarray, profile: np.ndarray, amount_db: float) -> np.ndarray:
+    """The spectral-subtraction baseline with the restorer's own noise profile and floor, one-shot."""
+    n_fft, hop = stft_size(FS)
+
+    def hook(spectra, context):
+        power = spectra.real ** 2 + spectra.imag ** 2
+        return np.stack([spectra[c] * spectral_subtraction_gain(power[c], profile, 10 ** (-amount_db / 20))
+                         for c in range(spectra.shape[0])])
+
+    stft = StftStream(noisy.shape[0], n_fft, hop, hook, FS)
+    padded = np.concatenate([noisy, np.zeros((noisy.shape[0], stft.latency), np.float32)], axis=1)
+    return stft.process(padded)[:, stft.latency:]
+
+
+def test_shipped_model_exists_and_is_small():
+    assert DEFAULT_WEIGHTS.is_file(), f"{DEFAULT_WEIGHTS} is missing"
+    assert DEFAULT_WEIGHTS.stat().st_size < 200_000
+
+
+def test_gains_si_sdr_on_noisy_music_and_beats_spectral_subtraction():
+    clean = music_like()
+    noisy = with_noise(clean, 10.0)
+    restorer = Denoise()
+    out = restorer.process(noisy, FS)
+    assert restorer.noise_found
+    before, after = si_sdr(clean, noisy), si_sdr(clean, out)
+    baseline = si_sdr(clean, subtraction(noisy, restorer.noise_profile, restorer.amount_db))
+    assert after - before >= 3.0, f"SI-SDR {before:.2f} -> {after:.2f} dB"
+    assert after > baseline, f"learned {after:.2f} dB, spectral subtraction {baseline:.2f} dB"
+
+
+def test_quiet_passage_is_never_gated_to_silence():
+    loud = music_like(seconds=2.0, seed=2)
+    quiet = 10 ** (-40 / 20) * music_like(seconds=2.0, seed=3)  # a passage 40 dB down, at the noise level
+    clean = np.concatenate([loud, quiet], axis=1)
+    noisy = with_noise(clean, 10.0, seed=4)
+    for amount_db in (6.0, 12.0, 24.0):
+        out = Denoise(amount_db=amount_db).process(noisy, FS)
+        part = slice(clean.shape[1] // 2 + 4096, clean.shape[1] - 4096)
+        kept_db = 10 * np.log10(np.mean(out[:, part].astype(np.float64) ** 2) / np.mean(noisy[:, part] ** 2.0))
+        assert kept_db >= -amount_db - 1.0, f"amount {amount_db} dB: the quiet passage lost {-kept_db:.1f} dB"
+        assert kept_db <= -1.0, "the noise in the quiet passage was not reduced at all"
+
+
+def test_amount_zero_and_no_noise_pass_through():
+    clean = music_like(seconds=1.0)
+    noisy = with_noise(clean, 10.0)
+    assert_close(Denoise(amount_db=0).process(noisy, FS), noisy, "amount_db 0", atol=1e-5)
+
+
+def test_pure_streaming_without_analysis_passes_through():
+    noisy = with_noise(music_like(seconds=1.0), 10.0)
+    assert_close(stream(Denoise(), noisy, FS, 1000), noisy, "no analysis", atol=1e-5)
+
+
+@pytest.mark.parametrize("pattern", [1, 7, 512, 4096, 10000, RANDOM])
+def test_chunk_invariant(pattern):
+    seconds = 0.3 if pattern in (1, 7) else 1.5
+    noisy = with_noise(music_like(seconds=seconds, seed=5), 10.0)
+    restorer = Denoise()
+    one_shot = restorer.process(noisy, FS)  # analyses the buffer; the profile survives reset
+    assert_close(stream(restorer, noisy, FS, pattern, seed=6), one_shot, f"blocks {pattern}", atol=1e-5)
+
+
+def test_profile_from_a_file_matches_the_buffer(tmp_path: Path):
+    noisy = with_noise(music_like(seconds=3.0), 10.0)
+    path = tmp_path / "noisy.wav"
+    sf.write(path, noisy.T, FS, subtype="FLOAT")
+    from_file, from_buffer = Denoise(), Denoise()
+    findings = from_file.analyze_input(path, FS)
+    from_buffer.analyze_input(noisy, FS)
+    assert findings[0].startswith("denoise: stationary noise at")
+    assert np.allclose(from_file.noise_profile, from_buffer.noise_profile)
+
+
+def test_clean_tonal_music_is_not_reported_noisy():
+    restorer = Denoise()
+    restorer.analyze_input(music_like(seconds=4.0, seed=9), FS)
+    assert not restorer.noise_found
+
+
+@pytest.mark.parametrize("value", [-1, 41, "lots", True])
+def test_bad_amount_names_the_parameter(value):
+    with pytest.raises(ParameterError, match="amount_db"):
+        Denoise(amount_db=value)
+
+
+def test_refuses_unsupported_rates():
+    with pytest.raises(ParameterError, match="32–96 kHz"):
+        Denoise().process(np.zeros((2, 4096), np.float32), 22050)
+
+
+def test_yaml_round_trip(tmp_path: Path):
+    chain = chain_from_yaml("steps:\n  - restorer: denoise\n    amount_db: 18\n")
+    data = chain_to_data(chain, tmp_path)
+    assert data["steps"] == [{"restorer": "denoise", "amount_db": 18}]
+    again = chain_from_yaml("steps:\n  - restorer: denoise\n    amount_db: 18\n")
+    noisy = with_noise(music_like(seconds=1.0), 10.0)
+    assert_close(again.process(noisy, FS), chain.process(noisy, FS), "round trip")
+    with pytest.raises((ParameterError, ChainFileError), match="amount_db"):
+        chain_from_yaml("steps:\n  - restorer: denoise\n    amount_db: 99\n")

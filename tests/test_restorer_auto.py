@@ -1,0 +1,166 @@
+"""``restorer: auto``: routing by detection, bit-exact passthrough of clean input, fixed latency, chunk invariance."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.signal
+import soundfile as sf
+from pedalchain.chains.runner import RunOptions, process_file
+from pedalchain.chains.yaml_io import chain_from_yaml, chain_to_data
+from pedalchain.effects.restorers.auto import AutoRestore
+
+SR = 44100
+
+
+def full_band_music(seconds: float = 6.0, seed: int = 0) -> np.ndarray:
+    """Stereo notes with bright harmonics up to Nyquist, plucked envelopes and a little air noise."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * SR)
+    t = np.arange(n) / SR
+    out = np.zeros((2, n))
+    for start in np.arange(0, seconds, 0.25):
+        f0 = 110 * 2 ** (rng.integers(0, 24) / 12)
+        onset = int(start * SR)
+        env = np.exp(-3 * np.maximum(t - start, 0)) * (t >= start)
+        harmonics = np.arange(1, int(SR / 2 / f0))
+        tone = (np.sin(2 * np.pi * f0 * np.outer(harmonics, t[onset:] - start) + rng.uniform(0, 6, (len(harmonics), 1)))
+                / harmonics[:, None] ** 0.8).sum(axis=0)
+        out[rng.integers(0, 2), onset:] += 0.15 * env[onset:] * tone
+    out += 1e-3 * rng.standard_normal(out.shape)  # a little air: about -70 dBFS, a clean recording's floor
+    out *= 0.5 / np.abs(out).max()
+    return out.astype(np.float32)
+
+
+def auto_chain():
+    return chain_from_yaml("steps:\n  - restorer: auto\n")
+
+
+def write(path: Path, audio: np.ndarray, subtype: str = "FLOAT") -> Path:
+    sf.write(path, audio.T, SR, subtype=subtype)
+    return path
+
+
+def render(tmp_path: Path, source: Path, name: str = "out.wav", block: int = 8192):
+    out = tmp_path / name
+    summary = process_file(auto_chain(), source, out, RunOptions(block=block))
+    return sf.read(out, dtype="float32", always_2d=True)[0].T, summary
+
+
+@pytest.mark.parametrize("subtype", ["PCM_16", "PCM_24", "FLOAT"])
+def test_clean_input_passes_through_bit_for_bit(tmp_path, subtype):
+    source = write(tmp_path / "clean.wav", full_band_music(), subtype)
+    out = tmp_path / "out.wav"
+    summary = process_file(auto_chain(), source, out)
+    assert summary.analysis == ["auto: nothing to restore, passed through unchanged"]
+    dtype = "float32" if subtype == "FLOAT" else "int32"
+    assert np.array_equal(sf.read(out, dtype=dtype)[0], sf.read(source, dtype=dtype)[0])
+
+
+def doubled(audio: np.ndarray, parity: int = 0) -> np.ndarray:
+    damaged = audio.copy()
+    damaged[:, 1 + parity :: 2] = damaged[:, parity : damaged.shape[1] - 1 : 2][:, : damaged[:, 1 + parity :: 2].shape[1]]
+    return damaged
+
+
+def held(audio: np.ndarray, factor: int) -> np.ndarray:
+    return np.repeat(audio[:, ::factor], factor, axis=1)[:, : audio.shape[1]]
+
+
+def lowpassed(audio: np.ndarray, cutoff_hz: float) -> np.ndarray:
+    sos = scipy.signal.ellip(10, 0.1, 90, cutoff_hz, fs=SR, output="sos")
+    return scipy.signal.sosfiltfilt(sos, audio, axis=1).astype(np.float32)
+
+
+def clipped(audio: np.ndarray, over_db: float) -> np.ndarray:
+    threshold = np.abs(audio).max() * 10 ** (-over_db / 20)
+    return np.clip(audio, -threshold, threshold)
+
+
+DAMAGES = {
+    "doubled-samples": lambda audio: doubled(audio, 1),
+    "dequantize": lambda audio: held(audio, 3),
+    "bandwidth": lambda audio: lowpassed(audio, 11000),
+    "declip": lambda audio: clipped(audio, 6),
+}
+
+
+@pytest.mark.parametrize("restorer", list(DAMAGES))
+def test_damage_is_routed_to_its_restorer(tmp_path, restorer):
+    source = write(tmp_path / "damaged.wav", DAMAGES[restorer](full_band_music()))
+    auto = AutoRestore()
+    notes = auto.analyze_input(source, SR)
+    assert auto.active == [restorer], notes
+    assert any(word in " ".join(notes) for word in ("repaired", "extended", "declipped")), notes
+
+
+def test_latency_does_not_depend_on_what_is_detected(tmp_path):
+    clean = full_band_music(3.0)
+    latencies = set()
+    for name, audio in [("clean", clean), *((key, damage(clean)) for key, damage in DAMAGES.items())]:
+        auto = AutoRestore()
+        auto.analyze_input(write(tmp_path / f"{name}.wav", audio), SR)
+        latencies.add(auto.latency_at(SR, 2))
+    assert len(latencies) == 1
+
+
+@pytest.mark.parametrize("restorer", ["doubled-samples", "bandwidth"])
+def test_damaged_file_renders_the_same_in_any_block_size(tmp_path, restorer):
+    source = write(tmp_path / "damaged.wav", DAMAGES[restorer](full_band_music(4.0)))
+    first, summary = render(tmp_path, source, "a.wav", block=8192)
+    second, _ = render(tmp_path, source, "b.wav", block=997)
+    finding = {"doubled-samples": "doubled samples", "bandwidth": "band limit"}[restorer]
+    assert finding in " ".join(summary.analysis), summary.analysis
+    assert first.shape == second.shape
+    np.testing.assert_allclose(first, second, atol=1e-6)
+    assert not np.array_equal(first, sf.read(source, dtype="float32")[0].T)  # it did restore something
+
+
+def test_one_shot_buffer_is_analysed_too():
+    audio = DAMAGES["doubled-samples"](full_band_music(3.0))
+    chain = auto_chain()
+    out = chain(audio, SR)
+    assert out.shape == audio.shape
+    assert chain[0].active == ["doubled-samples"]
+    clean = full_band_music(3.0, seed=1)
+    assert np.array_equal(chain(clean, SR), clean)
+    assert chain[0].active == []
+
+
+def test_yaml_round_trip(tmp_path):
+    chain = auto_chain()
+    assert chain_to_data(chain, tmp_path)["steps"] == [{"restorer": "auto"}]
+
+
+def test_auto_takes_no_parameters():
+    from pedalchain.errors import ParameterError
+
+    with pytest.raises(ParameterError, match="auto"):
+        chain_from_yaml("steps:\n  - restorer: auto\n    amount_db: 3\n")
+
+
+def test_stationary_noise_is_reported_not_removed(tmp_path):
+    # Noise and sustained music look alike to the noise analysis, so auto leaves it to `restorer: denoise`.
+    audio = full_band_music(4.0)
+    noisy = audio + np.random.default_rng(5).standard_normal(audio.shape).astype(np.float32) * 0.03
+    auto = AutoRestore()
+    notes = auto.analyze_input(write(tmp_path / "noisy.wav", noisy), SR)
+    assert auto.active == []
+    assert any("restorer: denoise" in note for note in notes), notes
+
+
+def test_remaster_preset_renders_mp3_and_wav(tmp_path, capsys):
+    from pedalchain.cli import main
+
+    audio = full_band_music(4.0)
+    mp3 = tmp_path / "song.mp3"
+    sf.write(mp3, audio.T, SR, format="MP3")
+    wav = write(tmp_path / "song.wav", audio, "PCM_16")
+    for source in (mp3, wav):
+        out = tmp_path / f"{source.stem}-{source.suffix[1:]}.wav"
+        assert main(["apply", "remaster", str(source), "-o", str(out)]) == 0
+        data, rate = sf.read(out, dtype="float32")
+        assert rate == SR and data.shape[1] == 2 and np.abs(data).max() > 0.1
+    assert "auto:" in capsys.readouterr().out

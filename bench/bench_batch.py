@@ -131,6 +131,9 @@ class RayHead:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    # A user's install has its bytecode cached; PYTHONDONTWRITEBYTECODE (set in some sandboxes) would make
+    # every worker recompile every module.  The warm-up run writes the cache.
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     parser.add_argument("--files", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each file")
     parser.add_argument("--runs", type=int, default=5, help="timed rounds (>= 5 recommended)")

@@ -8,7 +8,8 @@ Chain: bench/bench.yaml = HighpassFilter 30 Hz -> Compressor -18 dB 3:1 -> Rever
   A  chain apply bench/bench.yaml IN -o OUT_A --overwrite --quiet        (subprocess)
   B  python bench/handwritten.py IN OUT_B                                 (subprocess)
 
-One untimed warm-up of each (page cache, .pyc: PYTHONDONTWRITEBYTECODE is dropped from the environment), then A B A B ... (``--runs`` pairs); wall time per run.
+One untimed warm-up of each (page cache, .pyc: PYTHONDONTWRITEBYTECODE is dropped from the environment), then
+A B A B ... (``--runs`` pairs); wall time per run.
 Reports the medians and chain/handwritten (target <= 1.05), the start-up cost of each on a 1-second file,
 and two agreement checks:
 

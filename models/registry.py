@@ -25,6 +25,8 @@ ARCHITECTURES: dict[str, Any] = {
     "wavenet": "pedalchain.models.wavenet:WaveNet",
     "nam_lstm": "pedalchain.models.nam_lstm:NamLSTM",
     "nam_linear": "pedalchain.models.nam:NamLinear",
+    "wiener_hammerstein": "pedalchain.models.capture.families:WienerHammerstein",
+    "grey_box_compressor": "pedalchain.models.capture.families:GreyBoxCompressor",
 }
 """Architecture name -> ``"module:Class"`` (imported on first use) or the class itself."""
 

@@ -283,7 +283,7 @@ CORRUPT = {
     "garbage": "not a safetensors model file",
     "empty": "not a safetensors model file",
     "newer-format": "upgrade pedalchain",
-    "unknown-architecture": "unknown model architecture 'transformer9000'.*fir, lstm",
+    "unknown-architecture": "unknown model architecture 'transformer9000'.*fir, .*lstm",
     "missing-tensor": "missing tensors weight; unexpected tensors bias",
     "wrong-shape": r"tensor 'weight' has shape \[9\], expected \[8\]",
     "missing-metadata": "without pedalchain metadata",

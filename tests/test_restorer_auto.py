@@ -61,7 +61,8 @@ def test_clean_input_passes_through_bit_for_bit(tmp_path, subtype):
 
 def doubled(audio: np.ndarray, parity: int = 0) -> np.ndarray:
     damaged = audio.copy()
-    damaged[:, 1 + parity :: 2] = damaged[:, parity : damaged.shape[1] - 1 : 2][:, : damaged[:, 1 + parity :: 2].shape[1]]
+    repeated = damaged[:, 1 + parity :: 2].shape[1]
+    damaged[:, 1 + parity :: 2] = damaged[:, parity : damaged.shape[1] - 1 : 2][:, :repeated]
     return damaged
 
 

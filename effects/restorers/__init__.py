@@ -55,6 +55,21 @@ class Restorer(Processor):
         return {}
 
 
+def resolve_model_param(value: Any, where: str | None, base_dir: str | Path | None) -> Path:
+    """The ``model:`` parameter of a restorer: a path to a ``.safetensors`` file, relative to ``base_dir``
+    (the YAML's folder; the working directory when not given).  ParameterError when it is not such a file."""
+    if not isinstance(value, (str, Path)) or not str(value).strip():
+        raise ParameterError(f"model: expects a path to a .safetensors file, got {value!r}", where=where)
+    path = Path(str(value)).expanduser()
+    if not path.is_absolute():
+        path = Path(base_dir if base_dir is not None else Path.cwd()) / path
+    if path.suffix != ".safetensors":
+        raise ParameterError(f"model: {value} is not a .safetensors file", where=where)
+    if not path.is_file():
+        raise ParameterError(f"model: no such model file {path}", where=where)
+    return path
+
+
 def restorer_class(name: str, where: str | None = None) -> type[Restorer]:
     """The Restorer subclass registered as ``name``; ChainFileError with a suggestion for unknown names."""
     if name not in RESTORERS:
@@ -87,4 +102,4 @@ class RestorerStep(StepKind):
 
 RESTORER_STEP = RestorerStep()
 
-__all__ = ["RESTORERS", "RESTORER_STEP", "Restorer", "restorer_class"]
+__all__ = ["RESTORERS", "RESTORER_STEP", "Restorer", "resolve_model_param", "restorer_class"]

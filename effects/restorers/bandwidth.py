@@ -40,7 +40,7 @@ import numpy as np
 
 from ...errors import ParameterError
 from ..streaming import DelayLine
-from . import Restorer
+from . import Restorer, resolve_model_param
 from .stft import FrameContext, StftStream, sqrt_hann, stft_size
 
 MIN_RATE_HZ = 32000.0
@@ -225,21 +225,6 @@ def load_weights(path: Path, architecture: str) -> tuple[dict[str, np.ndarray], 
         arrays, info = load_arrays(path, architecture)
         _WEIGHTS_CACHE[key] = ({name: value.astype(np.float64) for name, value in arrays.items()}, dict(info.config))
     return _WEIGHTS_CACHE[key]
-
-
-def resolve_model_param(value: Any, where: str | None, base_dir: str | Path | None) -> Path:
-    """The ``model:`` parameter of a restorer: a path to a ``.safetensors`` file, relative to ``base_dir``
-    (the YAML's folder; the working directory when not given)."""
-    if not isinstance(value, (str, Path)) or not str(value).strip():
-        raise ParameterError(f"model: expects a path to a .safetensors file, got {value!r}", where=where)
-    path = Path(str(value)).expanduser()
-    if not path.is_absolute():
-        path = Path(base_dir if base_dir is not None else Path.cwd()) / path
-    if path.suffix != ".safetensors":
-        raise ParameterError(f"model: {value} is not a .safetensors file", where=where)
-    if not path.is_file():
-        raise ParameterError(f"model: no such model file {path}", where=where)
-    return path
 
 
 def detect_cutoff(source: Path | np.ndarray, sample_rate: float) -> float | None:

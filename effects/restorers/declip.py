@@ -44,7 +44,7 @@ import numpy as np
 
 from ...errors import ParameterError
 from ..streaming import DelayLine
-from . import Restorer
+from . import Restorer, resolve_model_param
 
 ARCHITECTURE = "declip-ar"
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "models" / "weights" / "restorers" / "declip.safetensors"
@@ -350,8 +350,11 @@ class Declip(Restorer):
                                      where=where) from None
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float, str)):
             raise ParameterError(f"threshold must be 'auto' or a level in dBFS, got {threshold!r}", where=where)
+        model = params.get("model")
         try:
-            return cls(threshold, _model_path(params.get("model"), base_dir))
+            if model is not None:
+                model = resolve_model_param(model, "model", base_dir)
+            return cls(threshold, model)
         except ParameterError as error:
             raise ParameterError(f"declip {error.message}", where=where) from None
 
@@ -456,13 +459,3 @@ class Declip(Restorer):
     def _rails_for_solve(self) -> tuple[float, float]:
         positive, negative = self._rails
         return (positive if positive is not None else np.inf, negative if negative is not None else -np.inf)
-
-
-def _model_path(model: Any, base_dir: str | Path | None) -> str | None:
-    """A ``model:`` value as a path, relative ones resolved against the YAML file's folder ``base_dir``."""
-    if model is None:
-        return None
-    path = Path(str(model)).expanduser()
-    if not path.is_absolute() and base_dir is not None:
-        path = Path(base_dir) / path
-    return str(path)

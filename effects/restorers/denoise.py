@@ -31,8 +31,9 @@ from typing import Any
 import numpy as np
 
 from ...errors import ParameterError
+from . import resolve_model_param
 from .bandwidth import DEFAULT_WEIGHTS as _BANDWIDTH_WEIGHTS
-from .bandwidth import load_weights, resolve_model_param
+from .bandwidth import load_weights
 from .stft import FrameContext, SpectralRestorer, sqrt_hann, stft_size
 
 ARCHITECTURE = "denoise-gain-mlp"

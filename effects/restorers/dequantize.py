@@ -9,9 +9,11 @@ analysed); ``hold: 1`` turns this part off.
 
 Hold repair: the true samples d[m] = x[r + mN] pass through exactly (on-grid output = input, bit for bit);
 between them y[r + mN + j] = sum_i h_{N,j}[i] d[m + i], i = -K+1 .. K (K = :data:`HALF_TAPS`), a polyphase
-interpolator.  For N <= 8 the filters h are *learned*: the least-squares (Wiener) interpolators fitted on clean
-corpus audio (``models/restore/fit_dequantize.py``, shipped in ``models/weights/restorers/dequantize.safetensors``);
-for larger N, or without the weights file, a Kaiser-windowed sinc (cutoff 0.9 x the new Nyquist, beta 8).
+interpolator.  For N <= 8 the filters come from the weights file (``models/restore/fit_dequantize.py``): per N,
+the least-squares (Wiener) interpolator fitted on clean corpus audio where it beat a Kaiser-windowed sinc (cutoff
+0.9 x the new Nyquist, beta 8) on validation clips, else that sinc.  In the shipped file the sinc won for every N
+(a Wiener interpolator suits the average training spectrum, not each piece; its metadata ``hold_filters`` says so).
+For larger N, or without the weights file, the sinc.
 
 ``bits: auto`` (default) finds a coarse grid: the smallest b in 2 .. :data:`MAX_BITS` such that at least 99.9 %
 of the samples are multiples of 2^(1-b).  When b is found (and no hold is), each sample moves towards a
@@ -33,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import ParameterError
-from . import Restorer
+from . import Restorer, resolve_model_param
 
 ARCHITECTURE = "dequantize-polyphase"
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "models" / "weights" / "restorers" / "dequantize.safetensors"
@@ -185,7 +187,9 @@ class Dequantize(Restorer):
             raise ParameterError(f"dequantize takes hold, bits and model, not {', '.join(sorted(unknown))}",
                                  where=where)
         try:
-            model = _model_path(params.get("model"), base_dir)
+            model = params.get("model")
+            if model is not None:
+                model = resolve_model_param(model, "model", base_dir)
             return cls(params.get("hold", "auto"), params.get("bits", "auto"), model)
         except ParameterError as error:
             raise ParameterError(f"dequantize {error.message}", where=where) from None
@@ -282,13 +286,3 @@ def _setting(value: Any, name: str, low: int, high: int) -> int | str:
     if isinstance(value, bool) or not math.isfinite(number) or not number.is_integer() or not low <= number <= high:
         raise ParameterError(f"{name} must be 'auto' or a whole number {low}..{high}, got {value!r}", where=name)
     return int(number)
-
-
-def _model_path(model: Any, base_dir: str | Path | None) -> str | None:
-    """A ``model:`` value as a path, relative ones resolved against the YAML file's folder ``base_dir``."""
-    if model is None:
-        return None
-    path = Path(str(model)).expanduser()
-    if not path.is_absolute() and base_dir is not None:
-        path = Path(base_dir) / path
-    return str(path)

@@ -50,7 +50,7 @@ import numpy as np
 
 from ...errors import ParameterError
 from ..streaming import DelayLine
-from . import Restorer
+from . import Restorer, resolve_model_param
 from .stft import WHOLE_BLOCK, FrameContext, StftStream, one_shot_blas_limited, sqrt_hann
 
 ARCHITECTURE = "doubled-samples-spectral"
@@ -232,20 +232,6 @@ def load_model(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]
     return _load(str(Path(path).resolve()))
 
 
-def _model_path(value: Any, where: str | None, base_dir: str | Path | None) -> Path:
-    """The ``model:`` parameter: a ``.safetensors`` path, relative paths against ``base_dir`` (the YAML's folder)."""
-    if not isinstance(value, (str, Path)) or not str(value).strip():
-        raise ParameterError(f"model: expects a path to a .safetensors file, got {value!r}", where=where)
-    path = Path(str(value)).expanduser()
-    if not path.is_absolute():
-        path = Path(base_dir if base_dir is not None else Path.cwd()) / path
-    if path.suffix != ".safetensors":
-        raise ParameterError(f"model: {value} is not a .safetensors file", where=where)
-    if not path.is_file():
-        raise ParameterError(f"model: no such model file {path}", where=where)
-    return path
-
-
 def scan_doubled(source: Path | np.ndarray, sample_rate: float) -> tuple[dict[str, Any], float]:
     """``chain detect``'s doubled-samples finding (parity, share, regions; see :mod:`pedalchain.chains.detect`) for a
     file (read in 0.5 s blocks) or a (channels, n) buffer, and the duration in seconds.  Only the hold scan runs:
@@ -333,7 +319,7 @@ class DoubledSampleRepair(Restorer):
             raise ParameterError(f"parity: expects auto, 0 or 1; got {parity!r}", where=f"{where}.parity")
         self.mode, self.parity = mode, parity
         self._model_param = model
-        self.model_path = DEFAULT_WEIGHTS if model is None else _model_path(model, f"{where}.model", base_dir)
+        self.model_path = DEFAULT_WEIGHTS if model is None else resolve_model_param(model, f"{where}.model", base_dir)
         self._arrays: dict[str, np.ndarray] = {}
         self._config: dict[str, Any] = {}
         if weights is not None:  # (arrays, config) in memory: training evaluates candidates without a file

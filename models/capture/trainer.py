@@ -1,0 +1,488 @@
+"""The capture trainer: fit model families cheapest first within one time budget, keep the best.
+
+``train_emulator(pair, family="auto", ...)`` fits FIR → Wiener–Hammerstein → grey-box compressor → LSTM →
+WaveNet (or one named family) on the pair's train region, measures plain ESR on its validation region, and stops
+at the first family that reaches ``target_esr``.  Progress goes through a callback (the CLI draws the bar);
+Ctrl-C (KeyboardInterrupt) stops training and returns the best model so far.  This module imports torch.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..base import StreamingModel
+from .families import GreyBoxCompressor, WienerHammerstein, _causal_fir, envelope_follow
+from .losses import CaptureLoss
+from .pairing import Pair
+
+FAMILIES = ("fir", "wiener-hammerstein", "compressor", "lstm", "wavenet")
+"""Family names, cheapest first (the order ``auto`` tries them in)."""
+
+AUTO_SHARE = {"fir": 0.05, "wiener-hammerstein": 0.3, "compressor": 0.3, "lstm": 0.5, "wavenet": 1.0}
+"""Under ``auto``, the fraction of the *remaining* budget each family may use (unused time passes on)."""
+
+NOT_A_COMPRESSOR_LOSS = 0.5
+"""The compressor family stops after its grid when no grid point brings the training loss below this."""
+
+Progress = Callable[[dict[str, Any]], None]
+"""Called with {"family", "step", "elapsed_s", "budget_s", "train_loss", "validation_esr", "best_esr"}."""
+
+
+class _OutOfTime(Exception):
+    """Raised inside an optimiser closure when the family's deadline has passed."""
+
+
+@dataclass
+class FamilyResult:
+    """What one family reached: ``validation_esr`` (plain ESR on the validation region), time used, curve."""
+
+    family: str
+    model: StreamingModel | None
+    validation_esr: float
+    seconds: float
+    history: list[dict[str, float]] = field(default_factory=list)
+    note: str = ""
+
+    def summary(self) -> dict[str, Any]:
+        parameters = sum(p.numel() for p in self.model.parameters()) if self.model is not None else 0
+        return {"family": self.family, "validation_esr": self.validation_esr, "seconds": round(self.seconds, 2),
+                "parameters": parameters, "note": self.note,
+                "architecture": self.model.architecture if self.model is not None else None,
+                "config": self.model.config() if self.model is not None else None}
+
+
+@dataclass
+class TrainResult:
+    """The chosen model, every family's result, and whether the target was reached / the run interrupted."""
+
+    model: StreamingModel
+    family: str
+    validation_esr: float
+    families: list[FamilyResult]
+    target_esr: float
+    reached: bool
+    interrupted: bool
+    seconds: float
+    device: str
+
+
+class _Tracker:
+    """Keeps the best state (by validation ESR) and the curve of one family; reports progress."""
+
+    def __init__(self, family: str, model: StreamingModel, evaluate: Callable[[StreamingModel], float],
+                 deadline: float, budget_s: float, started: float, progress: Progress | None, target: float) -> None:
+        self.family, self.model, self.evaluate = family, model, evaluate
+        self.deadline, self.budget_s, self.started, self.progress, self.target = (deadline, budget_s, started,
+                                                                                  progress, target)
+        self.best_esr, self.best_state = math.inf, None
+        self.history: list[dict[str, float]] = []
+        self.step = 0
+
+    def out_of_time(self) -> bool:
+        return time.monotonic() >= self.deadline
+
+    def checkpoint(self, train_loss: float) -> float:
+        """Measure validation ESR, keep the state if best, report; returns the ESR."""
+        esr = self.evaluate(self.model)
+        if esr < self.best_esr or self.best_state is None:
+            self.best_esr, self.best_state = esr, copy.deepcopy(self.model.state_dict())
+        elapsed = time.monotonic() - self.started
+        self.history.append({"elapsed_s": elapsed, "train_loss": float(train_loss), "validation_esr": esr})
+        if self.progress is not None:
+            self.progress({"family": self.family, "step": self.step, "elapsed_s": elapsed,
+                           "budget_s": self.budget_s, "train_loss": float(train_loss), "validation_esr": esr,
+                           "best_esr": self.best_esr})
+        return esr
+
+    def reached(self) -> bool:
+        return self.best_esr <= self.target
+
+    def plateaued(self, checks: int = 4, relative: float = 0.02) -> bool:
+        """The best ESR improved by less than ``relative`` over the last ``checks`` checkpoints."""
+        if len(self.history) <= checks:
+            return False
+        before = min(h["validation_esr"] for h in self.history[:-checks])
+        return self.best_esr > before * (1.0 - relative)
+
+    def result(self, note: str = "") -> FamilyResult:
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+        return FamilyResult(self.family, self.model if self.best_state is not None else None, self.best_esr,
+                            time.monotonic() - self.started, self.history, note)
+
+
+# -- data helpers ------------------------------------------------------------------------------------------------
+def plain_esr(predicted: np.ndarray, target: np.ndarray) -> float:
+    """``Σ(y − ŷ)² / Σy²`` in float64 (1.0 for a silent target predicted as silence is avoided by ε)."""
+    target = target.astype(np.float64)
+    return float(np.sum((target - predicted.astype(np.float64)) ** 2) / (np.sum(target**2) + 1e-30))
+
+
+def rows(pair: Pair, region: tuple[int, int], length: int, warmup: int, count: int | None = None,
+         seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Cut ``region`` into rows: inputs (B, warmup + length) with preceding audio as warm-up, targets (B, length).
+
+    ``count`` rows are picked at random (seeded) when given and fewer than available.
+    """
+    start, end = region
+    first = max(start, warmup)
+    starts = np.arange(first, end - length + 1, length)
+    if count is not None and count < len(starts):
+        starts = np.sort(np.random.default_rng(seed).choice(starts, count, replace=False))
+    x = np.stack([pair.dry[s - warmup : s + length] for s in starts])
+    y = np.stack([pair.wet[s : s + length] for s in starts])
+    return x, y
+
+
+def _predict(model: StreamingModel, x: np.ndarray, device: torch.device) -> np.ndarray:
+    """Whole-buffer output for mono ``x`` on the model's own device (the compressor always trains on the CPU);
+    a recurrent model on a GPU runs on a CPU copy (one long sequential stream is slow on a GPU)."""
+    device = next(model.parameters()).device
+    if device.type != "cpu" and model.architecture == "lstm":
+        model, device = copy.deepcopy(model).cpu(), torch.device("cpu")
+    with torch.no_grad():
+        return model(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None].to(device))[0].cpu().numpy()
+
+
+def validation_predictor(pair: Pair, device: torch.device, warmup_s: float = 1.0
+                         ) -> tuple[Callable[[StreamingModel], np.ndarray], np.ndarray]:
+    """``(predict(model) -> validation output, validation target)``; the model gets ``warmup_s`` of context."""
+    start, end = pair.validation
+    context = min(start, int(warmup_s * pair.sample_rate))
+    x = pair.dry[start - context : end]
+
+    def predict(model: StreamingModel) -> np.ndarray:
+        return _predict(model, x, device)[context:]
+
+    return predict, pair.wet[start:end]
+
+
+def fit_fir_impulse(x: np.ndarray, y: np.ndarray, taps: int, chunk: int = 65536) -> np.ndarray:
+    """Least-squares impulse response ``h`` (taps,) minimising ``Σ(y[n] − Σ_k h[k]·x[n−k])²`` (zero history).
+
+    The normal equations ``R h = r`` use the autocorrelation ``R`` (Toeplitz, from the whole signal via FFT) and
+    the cross-correlation ``r``; solved with ``scipy.linalg.solve_toeplitz`` (Levinson, O(taps²)) plus a tiny
+    ridge for silent-band stability.
+    """
+    from scipy.linalg import solve_toeplitz
+
+    x64, y64 = x.astype(np.float64), y.astype(np.float64)
+    size = 1 << int(np.ceil(np.log2(len(x64) + taps)))
+    fx = np.fft.rfft(x64, size)
+    auto = np.fft.irfft(fx * np.conj(fx), size)[:taps]
+    cross = np.fft.irfft(np.fft.rfft(y64, size) * np.conj(fx), size)[:taps]
+    auto = auto.copy()
+    auto[0] *= 1.0 + 1e-9
+    return solve_toeplitz(auto, cross)
+
+
+# -- families ----------------------------------------------------------------------------------------------------
+@dataclass
+class _Context:
+    pair: Pair
+    device: torch.device
+    seed: int
+    target: float
+    progress: Progress | None
+    started: float
+    budget_s: float
+    predict_cache: dict[str, Any] = field(default_factory=dict)
+    tracker: _Tracker | None = None
+
+    def track(self, family: str, model: StreamingModel, deadline: float) -> _Tracker:
+        """A new tracker for ``family``, remembered so an interrupt can still take its best state."""
+        self.tracker = _Tracker(family, model, self.evaluator(), deadline, self.budget_s, self.started,
+                                self.progress, self.target)
+        return self.tracker
+
+    def evaluator(self) -> Callable[[StreamingModel], float]:
+        if "predict" not in self.predict_cache:
+            self.predict_cache["predict"] = validation_predictor(self.pair, self.device)
+        predict, target = self.predict_cache["predict"]
+        return lambda model: plain_esr(predict(model), target)
+
+
+def _lbfgs_loop(model: StreamingModel, parameters: list[torch.Tensor], loss_fn: Callable[[], torch.Tensor],
+                tracker: _Tracker, iterations_per_check: int = 20) -> None:
+    """L-BFGS (strong Wolfe) in rounds of ``iterations_per_check``, a checkpoint after each, until out of time,
+    target reached, plateau, or the optimiser converged."""
+    optimizer = torch.optim.LBFGS(parameters, lr=1.0, max_iter=iterations_per_check, history_size=50,
+                                  line_search_fn="strong_wolfe", tolerance_grad=1e-12, tolerance_change=1e-14)
+    last = [math.inf]
+
+    def closure() -> torch.Tensor:
+        if tracker.out_of_time():
+            raise _OutOfTime
+        optimizer.zero_grad()
+        loss = loss_fn()
+        loss.backward()
+        last[0] = float(loss.detach())
+        return loss
+
+    previous = math.inf
+    while not tracker.out_of_time():
+        snapshot = copy.deepcopy(model.state_dict())
+        try:
+            optimizer.step(closure)
+        except _OutOfTime:
+            pass
+        if not all(torch.isfinite(p).all() for p in parameters) or not math.isfinite(last[0]):
+            model.load_state_dict(snapshot)  # diverged: keep the last good state
+            break
+        tracker.step += iterations_per_check
+        tracker.checkpoint(last[0])
+        if tracker.reached() or tracker.plateaued() or abs(previous - last[0]) <= 1e-12 * max(1.0, abs(last[0])):
+            break
+        previous = last[0]
+
+
+def fit_fir(ctx: _Context, deadline: float, taps: int = 512) -> FamilyResult:
+    """Linear FIR by least squares on the whole train region (instant)."""
+    from ..fir import FIR
+
+    model = FIR(taps=taps).to(ctx.device)
+    tracker = ctx.track("fir", model, deadline)
+    start, end = ctx.pair.train
+    h = fit_fir_impulse(ctx.pair.dry[start:end], ctx.pair.wet[start:end], taps)
+    with torch.no_grad():
+        model.weight.copy_(torch.from_numpy(h).float())
+    tracker.step = 1
+    tracker.checkpoint(float("nan"))
+    return tracker.result("least squares, scipy.linalg.solve_toeplitz")
+
+
+def fit_wiener_hammerstein(ctx: _Context, deadline: float, taps_in: int = 32, taps_out: int = 128, hidden: int = 24,
+                           row_count: int = 48, row_length: int = 8192) -> FamilyResult:
+    """FIR → waveshaper → FIR.  Initialisation: the output filter from a least-squares fit on quiet rows (where
+    the device is nearly linear), normalised to 0 dB peak gain; the waveshaper's output weights by linear least
+    squares with that filter fixed (exact for a Hammerstein device).  Then L-BFGS on all parameters."""
+    torch.manual_seed(ctx.seed)
+    model = WienerHammerstein(taps_in, taps_out, hidden)
+    warmup = model.receptive_field
+    x, y = rows(ctx.pair, ctx.pair.train, row_length, warmup, count=None, seed=ctx.seed)
+    rms = np.sqrt(np.mean(x[:, warmup:].astype(np.float64) ** 2, axis=1))
+    quiet = (rms > 1e-4) & (rms < 0.03)
+    order = np.random.default_rng(ctx.seed).permutation(len(x))[:row_count]
+    inputs = torch.from_numpy(x[order])
+    targets = torch.from_numpy(y[order])
+    with torch.no_grad():
+        if quiet.sum() >= 4:
+            h = fit_fir_impulse(x[quiet][:, warmup:].reshape(-1), y[quiet].reshape(-1), taps_out)
+            peak = float(np.max(np.abs(np.fft.rfft(h, 4096)))) or 1.0
+            model.h_out.copy_(torch.from_numpy(h / peak).float())
+        features = torch.cat([inputs.unsqueeze(-1), model.basis(inputs)], dim=-1)  # (B, T, 1 + H)
+        filtered = torch.stack([_causal_fir(features[..., j], model.h_out) for j in range(features.shape[-1])], -1)
+        a = filtered[:, warmup:].reshape(-1, features.shape[-1]).double()
+        b = targets.reshape(-1).double()
+        gram = a.T @ a
+        solution = torch.linalg.solve(gram + 1e-9 * torch.trace(gram) / len(gram) * torch.eye(len(gram),
+                                      dtype=gram.dtype), a.T @ b)
+        model.gain.fill_(float(solution[0]))
+        model.weights.copy_(solution[1:].float())
+    model = model.to(ctx.device)
+    tracker = ctx.track("wiener-hammerstein", model, deadline)
+    tracker.checkpoint(float("nan"))
+    inputs, targets = inputs.to(ctx.device), targets.to(ctx.device)
+    loss = CaptureLoss()
+    _lbfgs_loop(model, list(model.parameters()), lambda: loss(model(inputs)[:, warmup:], targets), tracker)
+    return tracker.result(f"least-squares initialisation, then L-BFGS on {len(order)} rows of {row_length} samples")
+
+
+def fit_compressor(ctx: _Context, deadline: float, row_length_s: float = 2.0, warmup_s: float = 0.25,
+                   row_count: int = 10) -> FamilyResult:
+    """Grey-box compressor: a coarse grid over time constants and threshold for each structure (peak or RMS
+    detector, level or gain smoothing), then L-BFGS from each structure's best grid point; the best is kept.
+
+    For level smoothing the envelope does not depend on threshold or ratio, so it is computed once per
+    (attack, release) and every threshold is scored on it.
+    """
+    sr = ctx.pair.sample_rate
+    warmup = int(warmup_s * sr)
+    x, y = rows(ctx.pair, ctx.pair.train, int(row_length_s * sr), warmup, count=row_count, seed=ctx.seed)
+    inputs, targets = torch.from_numpy(x).double(), torch.from_numpy(y).double()
+    y0 = torch.zeros(len(x), dtype=torch.float64)
+    loss = CaptureLoss()
+    thresholds = tuple(float(t) for t in range(-60, 1, 5))
+    grid = slice(0, 4)
+    grid_inputs, grid_targets, grid_y0 = inputs[grid], targets[grid], y0[grid]
+    variants: list[tuple[float, GreyBoxCompressor]] = []
+    for detector, smoothing in (("peak", "level"), ("rms", "level"), ("peak", "gain")):
+        model = GreyBoxCompressor(detector, smoothing, sample_rate=sr)
+        best: tuple[float, GreyBoxCompressor | None] = (math.inf, None)
+        for attack in (0.3, 1.0, 3.0, 10.0):
+            for release in (3.0, 10.0, 30.0, 100.0, 300.0):
+                if time.monotonic() >= deadline:
+                    break
+                with torch.no_grad():
+                    model.set_parameters(-20.0, 4.0, attack, release)
+                    if smoothing == "level":
+                        a, r = model._coefficients()
+                        level_db = model._level_db(envelope_follow(model._detect(grid_inputs), a, r, grid_y0))
+                        for threshold in thresholds:
+                            model.set_parameters(threshold, 4.0, attack, release)
+                            gain = torch.pow(10.0, model._curve(level_db) / 20.0)
+                            value = float(loss((grid_inputs * gain)[:, warmup:], grid_targets))
+                            if value < best[0]:
+                                best = (value, copy.deepcopy(model))
+                    else:
+                        if variants:
+                            threshold = min(variants, key=lambda v: v[0])[1].parameters_readable()["threshold_db"]
+                            model.set_parameters(threshold, 4.0, attack, release)
+                        value = float(loss(model.forward_rows(grid_inputs, grid_y0)[:, warmup:], grid_targets))
+                        if value < best[0]:
+                            best = (value, copy.deepcopy(model))
+        if best[1] is not None:
+            variants.append((best[0], best[1]))
+    variants.sort(key=lambda v: v[0])
+    if variants and variants[0][0] >= NOT_A_COMPRESSOR_LOSS:
+        model = variants[0][1]
+        tracker = ctx.track("compressor", model, deadline)
+        tracker.checkpoint(variants[0][0])
+        return tracker.result(f"skipped: the best grid point leaves loss {variants[0][0]:.2g} "
+                              f"(≥ {NOT_A_COMPRESSOR_LOSS:g}): the device does not behave like a compressor")
+    results = []
+    for index, (value, model) in enumerate(variants):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 and results:
+            break
+        tracker = ctx.track("compressor", model, time.monotonic() + max(remaining / (len(variants) - index), 1.0))
+        tracker.checkpoint(value)
+        _lbfgs_loop(model, list(model.parameters()),
+                    lambda model=model: loss(model.forward_rows(inputs, y0)[:, warmup:], targets), tracker,
+                    iterations_per_check=10)
+        result = tracker.result()
+        result.note = f"{model.detector} detector, {model.smoothing} smoothing; " + ", ".join(
+            f"{k} {v:.3g}" for k, v in model.parameters_readable().items())
+        results.append(result)
+        if result.validation_esr <= ctx.target:
+            break
+    if not results:
+        model = GreyBoxCompressor(sample_rate=sr)
+        tracker = ctx.track("compressor", model, deadline)
+        tracker.checkpoint(float("nan"))
+        return tracker.result("out of time before the grid finished")
+    chosen = min(results, key=lambda r: r.validation_esr)
+    chosen.seconds = time.monotonic() - ctx.started
+    chosen.history = [h for r in results for h in r.history]
+    return chosen
+
+
+def _adam_loop(model: StreamingModel, inputs: torch.Tensor, targets: torch.Tensor, warmup: int, tracker: _Tracker,
+               batch: int, learning_rate: float, check_every_s: float = 15.0) -> None:
+    optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
+    loss_fn = CaptureLoss()
+    generator = torch.Generator().manual_seed(0)
+    last_check, losses = time.monotonic(), []
+    while not tracker.out_of_time():
+        index = torch.randint(0, len(inputs), (batch,), generator=generator)
+        optimizer.zero_grad()
+        loss = loss_fn(model(inputs[index])[:, warmup:], targets[index])
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        tracker.step += 1
+        losses.append(float(loss.detach()))
+        if time.monotonic() - last_check >= check_every_s:
+            tracker.checkpoint(float(np.mean(losses)))
+            losses, last_check = [], time.monotonic()
+            if tracker.reached() or tracker.plateaued(checks=6):
+                return
+    if losses:
+        tracker.checkpoint(float(np.mean(losses)))
+
+
+def fit_lstm(ctx: _Context, deadline: float, hidden_size: int = 16) -> FamilyResult:
+    """LSTM (input skip) with Adam on rows of 2048 samples after 512 samples of warm-up."""
+    from ..lstm import LSTM
+
+    torch.manual_seed(ctx.seed)
+    model = LSTM(hidden_size=hidden_size, skip=True).to(ctx.device)
+    tracker = ctx.track("lstm", model, deadline)
+    x, y = rows(ctx.pair, ctx.pair.train, 2048, 512)
+    inputs, targets = torch.from_numpy(x).to(ctx.device), torch.from_numpy(y).to(ctx.device)
+    with torch.backends.cudnn.flags(enabled=False):  # cuDNN's LSTM refuses long single-stream sequences
+        _adam_loop(model, inputs, targets, 512, tracker, batch=8, learning_rate=5e-3)
+    return tracker.result(f"Adam, hidden {hidden_size}")
+
+
+def fit_wavenet(ctx: _Context, deadline: float, size: str = "nano") -> FamilyResult:
+    """NAM's A1 WaveNet of ``size`` with Adam on rows of 4096 samples after a receptive field of warm-up."""
+    from ..wavenet import WaveNet
+
+    torch.manual_seed(ctx.seed)
+    model = WaveNet.nam_preset(size).to(ctx.device)
+    tracker = ctx.track("wavenet", model, deadline)
+    warmup = model.receptive_field - 1
+    x, y = rows(ctx.pair, ctx.pair.train, 4096, warmup)
+    inputs, targets = torch.from_numpy(x).to(ctx.device), torch.from_numpy(y).to(ctx.device)
+    _adam_loop(model, inputs, targets, warmup, tracker, batch=8, learning_rate=4e-3)
+    return tracker.result(f"Adam, NAM WaveNet '{size}'")
+
+
+FITTERS: dict[str, Callable[..., FamilyResult]] = {
+    "fir": fit_fir, "wiener-hammerstein": fit_wiener_hammerstein, "compressor": fit_compressor, "lstm": fit_lstm,
+    "wavenet": fit_wavenet,
+}
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """"auto": CUDA when available, else CPU; or "cpu" / "cuda"."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def train_emulator(pair: Pair, family: str = "auto", target_esr: float = 1e-3, budget_s: float = 300.0,
+                   seed: int = 0, progress: Progress | None = None, device: str = "auto") -> TrainResult:
+    """Fit ``family`` (or every family cheapest first for "auto") within ``budget_s`` seconds of wall time.
+
+    ``auto`` stops at the first family whose validation ESR (plain, no pre-emphasis) is ≤ ``target_esr`` and
+    otherwise keeps the lowest.  KeyboardInterrupt stops training; the best model so far is returned with
+    ``interrupted=True`` (a KeyboardInterrupt before any model exists propagates).
+    """
+    if family != "auto" and family not in FITTERS:
+        raise ValueError(f"unknown model family {family!r}; choose auto or one of {', '.join(FAMILIES)}")
+    torch.manual_seed(seed)
+    started = time.monotonic()
+    ctx = _Context(pair, pick_device(device), seed, target_esr, progress, started, budget_s)
+    order = FAMILIES if family == "auto" else (family,)
+    results: list[FamilyResult] = []
+    interrupted = False
+    for name in order:
+        remaining = budget_s - (time.monotonic() - started)
+        if remaining <= 0 and results:
+            results.append(FamilyResult(name, None, math.inf, 0.0, note="not tried: out of time"))
+            continue
+        share = 1.0 if family != "auto" or name == order[-1] else AUTO_SHARE[name]
+        deadline = time.monotonic() + max(remaining * share, 1.0)
+        try:
+            result = FITTERS[name](ctx, deadline)
+        except (RuntimeError, ValueError, np.linalg.LinAlgError) as error:  # one family failing is not fatal
+            if family != "auto":
+                raise
+            results.append(FamilyResult(name, None, math.inf, 0.0, note=f"failed: {error}"))
+            continue
+        except KeyboardInterrupt:
+            interrupted = True
+            if ctx.tracker is not None and ctx.tracker.best_state is not None and ctx.tracker.family == name:
+                results.append(ctx.tracker.result("interrupted (Ctrl-C): best state so far"))
+            if not any(r.model is not None for r in results):
+                raise
+            break
+        results.append(result)
+        if result.validation_esr <= target_esr:
+            break
+    fitted = [r for r in results if r.model is not None]
+    if not fitted:
+        raise RuntimeError("no model could be fitted in the time given")
+    best = min(fitted, key=lambda r: r.validation_esr)
+    return TrainResult(best.model, best.family, best.validation_esr, results, target_esr,
+                       best.validation_esr <= target_esr, interrupted, time.monotonic() - started, str(ctx.device))

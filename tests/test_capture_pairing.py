@@ -1,0 +1,111 @@
+"""Capture data checks: excitation, latency detection/alignment, rate/length/repeatability messages, losses."""
+
+from __future__ import annotations
+
+import numpy as np
+import pedalboard
+import pytest
+import torch
+from pedalchain.errors import AudioFileError
+from pedalchain.models.capture.excitation import make_excitation
+from pedalchain.models.capture.losses import ESRLoss, MultiResolutionSTFTLoss, SegmentESRLoss
+from pedalchain.models.capture.pairing import (
+    check_lengths,
+    check_repeatability,
+    check_sample_rates,
+    detect_latency,
+    prepare_pair,
+)
+
+RATE = 16000
+
+
+@pytest.fixture(scope="module")
+def excitation():
+    return make_excitation(RATE)
+
+
+def _delayed(audio: np.ndarray, delay: int) -> np.ndarray:
+    if delay >= 0:
+        return np.concatenate([np.zeros(delay, np.float32), audio])
+    return audio[-delay:]
+
+
+def test_excitation_is_deterministic_and_covers_levels(excitation) -> None:
+    again = make_excitation(RATE)
+    assert np.array_equal(excitation.audio, again.audio)
+    assert not np.array_equal(excitation.audio, make_excitation(RATE, seed=1).audio)
+    assert 60 <= len(excitation.audio) / RATE <= 180
+    assert np.max(np.abs(excitation.audio)) <= 1.0
+    train, validation = excitation.regions["train"], excitation.regions["validation"]
+    assert train[1] <= validation[0]
+    # segment levels span at least -60..-1 dBFS
+    audio = excitation.audio[train[0] : train[1]].astype(np.float64)
+    frames = audio[: len(audio) // 1024 * 1024].reshape(-1, 1024)
+    level = 10 * np.log10(np.mean(frames**2, axis=1) + 1e-30)
+    assert level[level > -100].min() < -60 and level.max() > -6
+    source, repeat = excitation.regions["repeat_source"], excitation.regions["repeat"]
+    assert np.array_equal(excitation.audio[source[0] : source[1]], excitation.audio[repeat[0] : repeat[1]])
+
+
+@pytest.mark.parametrize("delay", [0, 123, -17])
+def test_latency_of_a_delayed_filtered_pair_is_found_to_the_sample(excitation, delay: int) -> None:
+    wet = pedalboard.LowpassFilter(cutoff_frequency_hz=1000)(excitation.audio, RATE)
+    found = detect_latency(excitation.audio, _delayed(wet, delay), RATE, excitation.blips)
+    assert found.samples == delay
+    assert found.certain
+
+
+def test_unrelated_wet_is_flagged_uncertain(excitation) -> None:
+    noise = np.random.default_rng(3).standard_normal(len(excitation.audio)).astype(np.float32) * 0.1
+    assert not detect_latency(excitation.audio, noise, RATE, excitation.blips).certain
+
+
+def test_prepare_pair_aligns_and_checks_repeatability(excitation) -> None:
+    wet = pedalboard.Distortion(drive_db=12)(excitation.audio, RATE)
+    pair = prepare_pair(excitation.audio, _delayed(wet, 250), RATE, excitation=excitation)
+    assert pair.latency.samples == 250
+    assert np.allclose(pair.wet[: len(wet)], wet[: len(pair.wet)], atol=1e-6)
+    assert {c.name: c.passed for c in pair.checks}["check_repeatability"]
+    assert pair.train == excitation.regions["train"]
+
+
+def test_sample_rate_mismatch_is_critical_and_says_what_to_do(excitation) -> None:
+    check = check_sample_rates(48000, 44100)
+    assert not check.passed and check.critical
+    assert "48000 Hz" in check.message and "44100 Hz" in check.message and "record again" in check.message
+    with pytest.raises(AudioFileError, match="44100 Hz"):
+        prepare_pair(excitation.audio, excitation.audio, 48000, 44100, where="amp.wav")
+
+
+def test_short_wet_file_is_refused_with_a_cause(excitation) -> None:
+    check = check_lengths(1000, 900, RATE)
+    assert not check.passed and "shorter" in check.message and "trim" in check.message
+    with pytest.raises(AudioFileError, match="amp.wav: the wet file is .* shorter"):
+        prepare_pair(excitation.audio, excitation.audio[:-RATE], RATE, where="amp.wav")
+
+
+def test_repeatability_check_catches_a_device_that_changes(excitation) -> None:
+    wet = excitation.audio.copy()
+    source, repeat = excitation.regions["repeat_source"], excitation.regions["repeat"]
+    assert check_repeatability(wet, source, repeat).passed
+    wet[repeat[0] : repeat[1]] *= 0.7  # the device got quieter the second time
+    check = check_repeatability(wet, source, repeat)
+    assert not check.passed and not check.critical
+    assert "does not sound like itself" in check.message and check.measured["esr"] > 0.05
+
+
+def test_losses() -> None:
+    generator = torch.Generator().manual_seed(0)
+    target = torch.randn(2, 8192, generator=generator)
+    assert float(ESRLoss()(target, target)) == 0.0
+    assert float(ESRLoss()(torch.zeros_like(target), target)) == pytest.approx(1.0, rel=1e-6)
+    assert float(ESRLoss(pre_emphasis=0.95)(0.9 * target, target)) == pytest.approx(0.01, rel=1e-4)
+    # a silent segment with a tiny error must not dominate: the floor caps its weight
+    quiet = target.clone()
+    quiet[:, :4096] = 0.0
+    predicted = quiet.clone()
+    predicted[:, :4096] = 1e-4
+    assert float(SegmentESRLoss(segment=4096, floor_db=-50.0)(predicted, quiet)) < 1e-2
+    assert float(MultiResolutionSTFTLoss()(target, target)) == pytest.approx(0.0, abs=1e-6)
+    assert float(MultiResolutionSTFTLoss()(0.5 * target, target)) > 0.1

@@ -1,0 +1,150 @@
+"""``restorer: declip`` on synthetic clipping: unclipped samples untouched bit for bit, SNR gain, rail detection,
+chunk invariance, the file runner, YAML round trip and parameter errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from helpers import RANDOM, assert_close, stream
+from pedalchain.chains.runner import RunOptions, process_file
+from pedalchain.chains.yaml_io import chain_from_yaml, chain_to_data
+from pedalchain.effects.restorers.declip import DEFAULT_WEIGHTS, Declip, detect_rails
+from pedalchain.errors import ChainFileError, ParameterError
+
+SR = 44100
+
+
+def music(seconds: float = 3.0, seed: int = 0, sr: int = SR) -> np.ndarray:
+    """Stereo plucked harmonic notes (mostly below 5 kHz, like real instruments), peak 0.9, float32."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * sr)
+    t = np.arange(n) / sr
+    out = np.zeros((2, n))
+    for start in np.arange(0, seconds, 0.2):
+        f0 = 110 * 2 ** (rng.integers(0, 24) / 12)
+        onset = int(start * sr)
+        local = t[onset:] - start
+        env = np.exp(-4 * local)
+        tone = sum(np.sin(2 * np.pi * f0 * h * local + rng.uniform(0, 6)) / h ** 1.5 for h in range(1, 12))
+        out[:, onset:] += env * tone * rng.uniform(0.3, 1.0, size=(2, 1))
+    out += 1e-3 * rng.standard_normal(out.shape)
+    return (0.9 * out / np.abs(out).max()).astype(np.float32)
+
+
+def clip(x: np.ndarray, over_db: float) -> tuple[np.ndarray, float]:
+    level = float(np.abs(x).max()) * 10 ** (-over_db / 20)
+    return np.clip(x, -np.float32(level), np.float32(level)), level
+
+
+def snr(clean: np.ndarray, other: np.ndarray) -> float:
+    clean = clean.astype(np.float64)
+    return 10 * np.log10(np.sum(clean ** 2) / np.sum((clean - other) ** 2))
+
+
+def test_shipped_weights_exist_and_describe_their_training() -> None:
+    from pedalchain.models.model_file import read_model_info
+
+    info = read_model_info(DEFAULT_WEIGHTS)
+    assert info.kind == "restorer" and info.architecture == "declip-ar"
+    assert info.training["data"] and info.training["test"] and info.metrics["test"]
+    assert not set(info.training["data"]) & set(info.training["test"])
+
+
+@pytest.mark.parametrize("over_db", [3.0, 6.0])
+def test_repairs_peaks_and_leaves_the_rest_bit_exact(over_db: float) -> None:
+    clean = music(seed=1)
+    damaged, level = clip(clean, over_db)
+    restorer = Declip()
+    out = restorer.process(damaged, SR)
+    assert out.shape == damaged.shape and out.dtype == np.float32
+    unclipped = np.abs(damaged) < np.float32(level)
+    assert np.array_equal(out[unclipped], damaged[unclipped])
+    on_rail = ~unclipped
+    assert on_rail.sum() > 100
+    assert np.all(np.abs(out[on_rail]) >= np.float32(level) * (1 - 1e-6))  # consistent: never inside the rails
+    assert np.all(np.sign(out[on_rail]) == np.sign(damaged[on_rail]))
+    # (the issue's goal, >= 6 dB at 6 dB over threshold, is measured on real recordings in
+    # bench/bench_declip_dequantize.py; this synthetic signal with fast random-level notes is harder)
+    gain = snr(clean, out) - snr(clean, damaged)
+    assert gain >= 4.0, f"only {gain:.2f} dB better at {over_db} dB over threshold"
+    assert restorer.rails[0] == pytest.approx(level, rel=1e-5)
+
+
+def test_clean_input_passes_through_unchanged() -> None:
+    clean = music(seed=2)
+    restorer = Declip()
+    assert np.array_equal(restorer.process(clean, SR), clean)
+    assert restorer.rails == (None, None)
+    assert "no clipping" in restorer.analyze_input(clean, SR)[0]
+
+
+def test_one_sided_clipping_is_detected_per_rail() -> None:
+    clean = music(seed=3)
+    level = 0.5 * float(clean.max())
+    damaged = np.minimum(clean, np.float32(level))
+    positive, negative, facts = detect_rails(damaged)
+    assert positive == pytest.approx(level, rel=1e-5) and negative is None
+    assert facts["on_positive_rail"] == int(np.sum(damaged >= np.float32(level)))
+
+
+def test_explicit_threshold_in_dbfs() -> None:
+    clean = music(seed=4)
+    damaged = np.clip(clean, -0.5, 0.5)
+    restorer = Declip(threshold=20 * np.log10(0.5))
+    out = restorer.process(damaged, SR)
+    assert snr(clean, out) > snr(clean, damaged) + 3
+    inside = np.abs(damaged) < 0.5
+    assert np.array_equal(out[inside], damaged[inside])
+
+
+@pytest.mark.parametrize("pattern", [1, 37, 4096, 10000, RANDOM])
+def test_streaming_equals_one_shot(pattern: int | str) -> None:
+    seconds = 0.6 if pattern == 1 else 2.0
+    damaged, level = clip(music(seconds, seed=5), 6.0)
+    restorer = Declip(threshold=20 * np.log10(level))
+    whole = restorer.process(damaged, SR)
+    streamed = stream(restorer, damaged, SR, pattern, seed=3)
+    assert_close(streamed, whole, f"declip streamed in blocks of {pattern}", atol=0.0)
+    assert restorer.latency == restorer.latency_at(SR)
+
+
+def test_file_runner_analyses_the_file(tmp_path: Path) -> None:
+    clean = music(seed=6)
+    damaged, level = clip(clean, 6.0)
+    source, target = tmp_path / "in.wav", tmp_path / "out.wav"
+    sf.write(str(source), damaged.T, SR, subtype="FLOAT")
+    chain = chain_from_yaml("steps:\n  - restorer: declip\n")
+    process_file(chain, source, target, RunOptions())
+    out, rate = sf.read(str(target), dtype="float32", always_2d=True)
+    assert rate == SR and out.shape == damaged.T.shape
+    assert snr(clean, out.T) > snr(clean, damaged) + 3
+    whole = Declip().process(damaged, SR)
+    assert_close(out.T, whole, "file runner vs one-shot", atol=1e-6)
+
+
+def test_yaml_round_trip_and_errors(tmp_path: Path) -> None:
+    chain = chain_from_yaml("steps:\n  - restorer: declip\n    threshold: -3 dB\n")
+    assert chain_to_data(chain, tmp_path)["steps"] == [{"restorer": "declip", "threshold": -3.0}]
+    assert chain_to_data(chain_from_yaml("steps:\n  - restorer: declip\n"), tmp_path)["steps"] == [
+        {"restorer": "declip"}]
+    for bad, match in [("threshold: 3", "threshold"), ("threshold: loud", "threshold"), ("amount: 2", "amount")]:
+        with pytest.raises((ParameterError, ChainFileError), match=match):
+            chain_from_yaml(f"steps:\n  - restorer: declip\n    {bad}\n")
+    with pytest.raises(ParameterError, match="kHz"):
+        Declip(threshold=-6).process(np.zeros((2, 100), np.float32), 8000)
+
+
+def test_fit_gains_is_the_least_squares_gain_per_run_length() -> None:
+    from pedalchain.models.restore.fit_declip import RUN_EDGES, fit_gains
+
+    rng = np.random.default_rng(0)
+    estimate = rng.uniform(0.01, 0.5, 100000)
+    lengths = np.where(np.arange(100000) % 2 == 0, 4, 40)  # buckets [3, 5) and [33, 65)
+    truth = np.where(lengths == 4, 1.5, 0.8) * estimate
+    gains = fit_gains({"length": lengths, "estimate": estimate, "truth": truth})
+    assert gains[list(RUN_EDGES).index(3)] == pytest.approx(1.5, abs=0.01)
+    assert gains[list(RUN_EDGES).index(33)] == pytest.approx(0.8, abs=0.01)
+    assert gains[0] == 1.0  # an empty bucket keeps gain 1

@@ -1,0 +1,132 @@
+"""``restorer: dequantize``: hold N and phase detection, exact true samples, SNR gain over the staircase and
+over sinc, coarse bit-depth detection and consistent smoothing, chunk invariance, YAML round trip, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers import RANDOM, assert_close, stream
+from pedalchain.chains.yaml_io import chain_from_yaml, chain_to_data
+from pedalchain.effects.restorers.dequantize import (
+    DEFAULT_WEIGHTS,
+    Dequantize,
+    detect_hold_and_bits,
+    hold_gather,
+    sinc_interpolator,
+)
+from pedalchain.errors import ChainFileError, ParameterError
+from pedalchain.models.restore.damage import Bits, Hold
+
+SR = 44100
+
+
+def music(seconds: float = 2.0, seed: int = 0) -> np.ndarray:
+    """Stereo decaying harmonic notes with a spectrum falling like music's (1/h^1.5), peak 0.8, float32."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * SR)
+    t = np.arange(n) / SR
+    out = np.zeros((2, n))
+    for start in np.arange(0, seconds, 0.25):
+        f0 = 110 * 2 ** (rng.integers(0, 24) / 12)
+        onset = int(start * SR)
+        local = t[onset:] - start
+        tone = sum(np.sin(2 * np.pi * f0 * h * local + rng.uniform(0, 6)) / h ** 1.5 for h in range(1, 10))
+        out[:, onset:] += np.exp(-3 * local) * tone * rng.uniform(0.3, 1.0, size=(2, 1))
+    return (0.8 * out / np.abs(out).max()).astype(np.float32)
+
+
+def snr(clean: np.ndarray, other: np.ndarray) -> float:
+    clean = clean.astype(np.float64)
+    return float(10 * np.log10(np.sum(clean ** 2) / np.sum((clean - other) ** 2)))
+
+
+def test_shipped_weights_hold_learned_filters() -> None:
+    from pedalchain.models.model_file import read_model_info
+
+    info = read_model_info(DEFAULT_WEIGHTS)
+    assert info.architecture == "dequantize-polyphase" and info.kind == "restorer"
+    assert info.training["data"] and not set(info.training["data"]) & set(info.training["test"])
+    assert info.metrics["test"]["hold:4"]["learned"] > info.metrics["test"]["hold:4"]["passthrough"]
+
+
+@pytest.mark.parametrize("factor", [3, 4, 7])
+@pytest.mark.parametrize("phase", [0, 2])
+def test_hold_is_detected_and_repaired(factor: int, phase: int) -> None:
+    clean = music(seed=factor)
+    damaged = Hold(factor, phase=phase).apply(clean, SR, np.random.default_rng(0))
+    found = detect_hold_and_bits(damaged)
+    assert (found["hold"], found["phase"]) == (factor, phase)
+    restorer = Dequantize()
+    out = restorer.process(damaged, SR)
+    assert restorer.detected[:2] == (factor, phase)
+    true = np.zeros(clean.shape[1], bool)
+    true[phase::factor] = True
+    assert np.array_equal(out[:, true], damaged[:, true])  # the true samples pass exactly
+    assert snr(clean, out) > snr(clean, damaged) + 6
+    sinc = hold_gather(damaged, 0, np.arange(clean.shape[1]), factor, phase, sinc_interpolator(factor))
+    assert snr(clean, out) >= snr(clean, sinc) - 0.5  # learned filters at least as good as sinc
+
+
+def test_clean_and_full_resolution_input_passes_through() -> None:
+    clean = music(seed=9)
+    restorer = Dequantize()
+    out = restorer.process(clean, SR)
+    assert np.array_equal(out, clean)
+    assert restorer.detected == (None, 0, None)
+    assert "passing through" in restorer.analyze_input(clean, SR)[0]
+
+
+@pytest.mark.parametrize("dither", [False, True])
+def test_coarse_bits_are_detected_and_smoothed_consistently(dither: bool) -> None:
+    clean = music(seed=11)
+    damaged = Bits(6, dither=dither).apply(clean, SR, np.random.default_rng(1))
+    assert detect_hold_and_bits(damaged)["bits"] == 6
+    restorer = Dequantize()
+    out = restorer.process(damaged, SR)
+    assert restorer.detected[2] == 6
+    step = 2.0 ** -5
+    assert np.abs(out.astype(np.float64) - damaged).max() <= step / 2 + 1e-7  # still rounds back to the input
+    assert snr(clean, out) > snr(clean, damaged) + 0.5
+
+
+@pytest.mark.parametrize("pattern", [1, 100, 10000, RANDOM])
+@pytest.mark.parametrize("mode", ["hold", "bits"])
+def test_streaming_equals_one_shot(pattern: int | str, mode: str) -> None:
+    clean = music(0.4 if pattern == 1 else 1.0, seed=12)
+    damage = Hold(5, phase=3) if mode == "hold" else Bits(6, dither=False)
+    damaged = damage.apply(clean, SR, np.random.default_rng(0))
+    restorer = Dequantize(hold=5) if mode == "hold" else Dequantize(hold=1, bits=6)
+    whole = restorer.process(damaged, SR)
+    restorer.analyze_input(damaged, SR)
+    streamed = stream(restorer, damaged, SR, pattern, seed=4)
+    assert_close(streamed, whole, f"dequantize {mode} streamed in blocks of {pattern}", atol=0.0)
+
+
+def test_yaml_round_trip_and_errors(tmp_path) -> None:
+    chain = chain_from_yaml("steps:\n  - restorer: dequantize\n    hold: 4\n    bits: 24\n")
+    assert chain_to_data(chain, tmp_path)["steps"] == [{"restorer": "dequantize", "hold": 4, "bits": 24}]
+    assert chain_to_data(chain_from_yaml("steps:\n  - restorer: dequantize\n"), tmp_path)["steps"] == [
+        {"restorer": "dequantize"}]
+    for bad, match in [("hold: 40", "hold"), ("hold: 2.5", "hold"), ("bits: one", "bits"), ("depth: 3", "depth")]:
+        with pytest.raises((ParameterError, ChainFileError), match=match):
+            chain_from_yaml(f"steps:\n  - restorer: dequantize\n    {bad}\n")
+    with pytest.raises(ParameterError, match="kHz"):
+        Dequantize().process(np.zeros((2, 10), np.float32), 4000)
+
+
+def test_fit_hold_learns_an_interpolator_at_least_as_good_as_sinc() -> None:
+    import scipy.signal as ss
+    from pedalchain.models.restore.fit_dequantize import fit_hold
+
+    rng = np.random.default_rng(5)
+    sos = ss.butter(6, 3000, fs=SR, output="sos")  # material with little energy above 3 kHz, like much music
+    train = [ss.sosfilt(sos, rng.standard_normal((2, SR)), axis=-1) for _ in range(2)]
+    test = ss.sosfilt(sos, rng.standard_normal((2, SR)), axis=-1).astype(np.float32)
+    filters = fit_hold(train, 4, np.random.default_rng(0))
+    assert np.array_equal(filters[0], np.arange(-15, 17) == 0)
+    damaged = Hold(4, phase=0).apply(test, SR, rng)
+    targets = np.arange(test.shape[1])
+    learned = hold_gather(damaged, 0, targets, 4, 0, filters)
+    sinc = hold_gather(damaged, 0, targets, 4, 0, sinc_interpolator(4))
+    assert snr(test, learned) >= snr(test, sinc) - 0.1
+    assert snr(test, learned) > snr(test, damaged) + 10

@@ -266,8 +266,7 @@ def _earlier_lines(rerun: set[str]) -> tuple[list[str], list[str]]:
 def write_section(rows: list, info: dict, names: list[str], x_test: np.ndarray, args: argparse.Namespace) -> str:
     """Replace this script's section of RESULTS.md with the rows so far; returns the text."""
     body = ["## Effect-emulation captures (`bench/bench_capture.py`)\n", machine_lines(info),
-            f"- load average at the end: {load_now()}; other engineers were using the same 2 cores throughout, so "
-            "times are upper bounds\n",
+            f"- load average at the end: {load_now()} (other jobs on the 2 cores make times upper bounds)\n",
             f"- test audio (never used for training): Debian sonic-pi-samples (CC0) {', '.join(names)}: 48 kHz mono, "
             f"−1 dBFS peak each, then all again 20 dB quieter ({len(x_test) / SAMPLE_RATE:.1f} s)\n",
             "- training audio: the built-in excitation only (`chain train excitation`); our command ran with "
@@ -303,8 +302,8 @@ def write_section(rows: list, info: dict, names: list[str], x_test: np.ndarray, 
     earlier = [line for line in kept_rows if _case_of(line) not in rerun]
     if earlier:
         kept = ", ".join(_case_of(line) for line in earlier)
-        body.append(f"\nRows for {kept} are kept from the previous run of this script (same machine and code; "
-                    "that run's date and load are in git history).\n")
+        body.append(f"\nRows for {kept} are kept from the previous run of this script (same machine; "
+                    "that run's date, load and code are in git history).\n")
     body.append("\nPer family (validation ESR on the excitation's held-out part, seconds since the start):\n\n")
     body.extend(kept_families)
     for case, ours, _ in rows:

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import BENCH, machine, machine_lines, replace_section, yes_no  # noqa: E402
+from _results import BENCH, load_now, machine, machine_lines, replace_section, yes_no  # noqa: E402
 from pedalchain.chains.compare import compare_arrays, spectrogram_png  # noqa: E402
 from pedalchain.effects.restorers import declip as dc  # noqa: E402
 from pedalchain.effects.restorers import dequantize as dq  # noqa: E402
@@ -177,7 +177,7 @@ def main() -> int:
     goal_speed = min(v["speed_x"] for v in summary.values()) >= 30.0
     body = (
         "### Declip and dequantize (bench/bench_declip_dequantize.py)\n\n" + machine_lines(info)
-        + "- measured on a shared, loaded machine (other engineers' jobs running): speeds are lower bounds\n"
+        + f"- load average when finished: {load_now()} (other jobs on the 2 cores make the speeds lower bounds)\n"
         + f"- recordings ({len(files)}, {total_s:.1f} s, first {MAX_S:g} s each; none used in training): "
         + ", ".join(p.name for p in files) + "\n"
         + f"- goal \"declip at 6 dB over threshold gains >= 6 dB SNR\": {yes_no(goal_snr)} "

@@ -257,6 +257,7 @@ def main() -> None:
     files = held_out_recordings()
     means, per_file, example = quality(files)
     audio = speed_audio(files)
+    SPEED_AUDIO.parent.mkdir(parents=True, exist_ok=True)
     np.save(SPEED_AUDIO, audio)
     rates = {**render_speed(audio, args.runs), **apply_speed(audio, args.runs)}
     idle = json.loads(args.idle_speed.read_text()) if args.idle_speed else None
@@ -293,8 +294,7 @@ def main() -> None:
         "## bench_doubled: doubled-samples repair on held-out real recordings",
         "",
         machine_lines(info_machine).rstrip(),
-        f"- load average when finished: {load_now()} (2 cores shared with other engineers' training runs: the "
-        "speed figures are pessimistic)",
+        f"- load average when finished: {load_now()} (other jobs on the 2 cores make the speeds lower bounds)",
         f"- model: `models/weights/restorers/doubled-samples.safetensors` ({model.config.get('variant')}, "
         f"{model.parameter_count} weights), trained on {len(model.training['data'])} files "
         f"(seed {model.training['seed']})",

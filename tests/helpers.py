@@ -27,6 +27,25 @@ ATOL = 1e-6
 """Largest difference accepted between two renderings that should be the same (float32 audio)."""
 
 
+def plucked_notes(seconds: float, sample_rate: int, seed: int, *, note_every_s: float, harmonics: int,
+                  decay_per_s: float, peak: float, air: float = 0.0) -> np.ndarray:
+    """Seeded stereo music-like test material, float32: a note every ``note_every_s`` (110-440 Hz fundamentals,
+    ``harmonics`` partials falling as 1/h^1.5, exponential decay), plus ``air`` of white noise, scaled to ``peak``."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * sample_rate)
+    t = np.arange(n) / sample_rate
+    out = np.zeros((2, n))
+    for start in np.arange(0, seconds, note_every_s):
+        f0 = 110 * 2 ** (rng.integers(0, 24) / 12)
+        onset = int(start * sample_rate)
+        local = t[onset:] - start
+        tone = sum(np.sin(2 * np.pi * f0 * h * local + rng.uniform(0, 6)) / h ** 1.5 for h in range(1, harmonics + 1))
+        out[:, onset:] += np.exp(-decay_per_s * local) * tone * rng.uniform(0.3, 1.0, size=(2, 1))
+    if air:
+        out += air * rng.standard_normal(out.shape)
+    return (peak * out / np.abs(out).max()).astype(np.float32)
+
+
 def noise_signal(channels: int, num_samples: int, seed: int = 0) -> np.ndarray:
     """Seeded noise with a slow 3-cycle loudness swell (about -40 to -6 dBFS), shape (channels, samples).
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from helpers import RANDOM, assert_close, stream
+from helpers import RANDOM, assert_close, plucked_notes, stream
 from pedalchain.chains.runner import RunOptions, process_file
 from pedalchain.chains.yaml_io import chain_from_yaml, chain_to_data
 from pedalchain.effects.restorers.declip import DEFAULT_WEIGHTS, Declip, detect_rails
@@ -18,20 +18,8 @@ SR = 44100
 
 
 def music(seconds: float = 3.0, seed: int = 0, sr: int = SR) -> np.ndarray:
-    """Stereo plucked harmonic notes (mostly below 5 kHz, like real instruments), peak 0.9, float32."""
-    rng = np.random.default_rng(seed)
-    n = int(seconds * sr)
-    t = np.arange(n) / sr
-    out = np.zeros((2, n))
-    for start in np.arange(0, seconds, 0.2):
-        f0 = 110 * 2 ** (rng.integers(0, 24) / 12)
-        onset = int(start * sr)
-        local = t[onset:] - start
-        env = np.exp(-4 * local)
-        tone = sum(np.sin(2 * np.pi * f0 * h * local + rng.uniform(0, 6)) / h ** 1.5 for h in range(1, 12))
-        out[:, onset:] += env * tone * rng.uniform(0.3, 1.0, size=(2, 1))
-    out += 1e-3 * rng.standard_normal(out.shape)
-    return (0.9 * out / np.abs(out).max()).astype(np.float32)
+    """Stereo plucked harmonic notes (mostly below 5 kHz, like real instruments) over a -60 dB floor, peak 0.9."""
+    return plucked_notes(seconds, sr, seed, note_every_s=0.2, harmonics=11, decay_per_s=4.0, peak=0.9, air=1e-3)
 
 
 def clip(x: np.ndarray, over_db: float) -> tuple[np.ndarray, float]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import RANDOM, assert_close, stream
+from helpers import RANDOM, assert_close, plucked_notes, stream
 from pedalchain.chains.yaml_io import chain_from_yaml, chain_to_data
 from pedalchain.effects.restorers.dequantize import (
     DEFAULT_WEIGHTS,
@@ -21,18 +21,8 @@ SR = 44100
 
 
 def music(seconds: float = 2.0, seed: int = 0) -> np.ndarray:
-    """Stereo decaying harmonic notes with a spectrum falling like music's (1/h^1.5), peak 0.8, float32."""
-    rng = np.random.default_rng(seed)
-    n = int(seconds * SR)
-    t = np.arange(n) / SR
-    out = np.zeros((2, n))
-    for start in np.arange(0, seconds, 0.25):
-        f0 = 110 * 2 ** (rng.integers(0, 24) / 12)
-        onset = int(start * SR)
-        local = t[onset:] - start
-        tone = sum(np.sin(2 * np.pi * f0 * h * local + rng.uniform(0, 6)) / h ** 1.5 for h in range(1, 10))
-        out[:, onset:] += np.exp(-3 * local) * tone * rng.uniform(0.3, 1.0, size=(2, 1))
-    return (0.8 * out / np.abs(out).max()).astype(np.float32)
+    """Stereo decaying harmonic notes with a spectrum falling like music's (1/h^1.5), peak 0.8."""
+    return plucked_notes(seconds, SR, seed, note_every_s=0.25, harmonics=9, decay_per_s=3.0, peak=0.8)
 
 
 def snr(clean: np.ndarray, other: np.ndarray) -> float:
@@ -46,7 +36,9 @@ def test_shipped_weights_hold_learned_filters() -> None:
     info = read_model_info(DEFAULT_WEIGHTS)
     assert info.architecture == "dequantize-polyphase" and info.kind == "restorer"
     assert info.training["data"] and not set(info.training["data"]) & set(info.training["test"])
-    assert info.metrics["test"]["hold:4"]["learned"] > info.metrics["test"]["hold:4"]["passthrough"]
+    test = info.metrics["test"]
+    assert test["hold:4"]["dequantize"] >= test["hold:4"]["sinc"] > test["hold:4"]["passthrough"]
+    assert test["bits:8"]["dequantize"] > test["bits:8"]["passthrough"] + 2  # the quantisation noise removed
 
 
 @pytest.mark.parametrize("factor", [3, 4, 7])
@@ -74,6 +66,9 @@ def test_clean_and_full_resolution_input_passes_through() -> None:
     assert np.array_equal(out, clean)
     assert restorer.detected == (None, 0, None)
     assert "passing through" in restorer.analyze_input(clean, SR)[0]
+    cd_quality = (np.round(clean * 32767) / 32768).astype(np.float32)  # a 16-bit file is not "coarse"
+    assert detect_hold_and_bits(cd_quality)["bits"] is None
+    assert np.array_equal(Dequantize().process(cd_quality, SR), cd_quality)
 
 
 @pytest.mark.parametrize("dither", [False, True])
@@ -86,7 +81,7 @@ def test_coarse_bits_are_detected_and_smoothed_consistently(dither: bool) -> Non
     assert restorer.detected[2] == 6
     step = 2.0 ** -5
     assert np.abs(out.astype(np.float64) - damaged).max() <= step / 2 + 1e-7  # still rounds back to the input
-    assert snr(clean, out) > snr(clean, damaged) + 0.5
+    assert snr(clean, out) > snr(clean, damaged) + (3.0 if dither else 5.0)  # the known noise floor removed
 
 
 @pytest.mark.parametrize("pattern", [1, 100, 10000, RANDOM])
@@ -99,7 +94,9 @@ def test_streaming_equals_one_shot(pattern: int | str, mode: str) -> None:
     whole = restorer.process(damaged, SR)
     restorer.analyze_input(damaged, SR)
     streamed = stream(restorer, damaged, SR, pattern, seed=4)
-    assert_close(streamed, whole, f"dequantize {mode} streamed in blocks of {pattern}", atol=0.0)
+    # hold: the same arithmetic in any split; bits: float32 STFT batches may round 1 ulp differently
+    assert_close(streamed, whole, f"dequantize {mode} streamed in blocks of {pattern}",
+                 atol=0.0 if mode == "hold" else 1e-6)
 
 
 def test_yaml_round_trip_and_errors(tmp_path) -> None:

@@ -104,14 +104,19 @@ def interpolate(x: np.ndarray, unknown: np.ndarray, lower: np.ndarray, upper: np
         index = np.flatnonzero(free)
         if index.size == 0:
             break
-        known_part = values.copy()
-        known_part[free] = 0.0
-        rhs = -np.convolve(known_part, kernel, mode="same")[index]
+        known_part = np.pad(np.where(free, 0.0, values), order)
+        # the known samples' pull on each unknown one: the kernel around it (only where it is needed)
+        rhs = -(np.lib.stride_tricks.sliding_window_view(known_part, 2 * order + 1)[index] @ kernel[::-1])
         bands = np.zeros((order + 1, index.size))
         bands[order] = r[0] * (1 + 1e-9)
-        for q in range(1, min(order, index.size - 1) + 1):
-            gap = index[q:] - index[:-q]
-            bands[order - q, q:] = np.where(gap <= order, r[np.minimum(gap, order)], 0.0)
+        reach = min(order, index.size - 1)
+        if reach:
+            # upper band q holds R[index[j] - index[j - q]] at column j (0 where the two are over order apart)
+            before = np.lib.stride_tricks.sliding_window_view(
+                np.concatenate([np.full(reach, -2 * order - 1), index]), reach + 1)[:, -2::-1]
+            gap = index[:, None] - before
+            bands[order - 1 : order - reach - 1 if order > reach else None : -1] = np.where(
+                gap <= order, r[np.minimum(gap, order)], 0.0).T
         try:
             solution = scipy.linalg.solveh_banded(bands, rhs, check_finite=False)
         except (np.linalg.LinAlgError, ValueError):

@@ -15,20 +15,23 @@ the least-squares (Wiener) interpolator fitted on clean corpus audio where it be
 (a Wiener interpolator suits the average training spectrum, not each piece; its metadata ``hold_filters`` says so).
 For larger N, or without the weights file, the sinc.
 
-``bits: auto`` (default) finds a coarse grid: the smallest b in 2 .. :data:`MAX_BITS` such that at least 99.9 %
-of the samples are multiples of 2^(1-b).  When b is found (and no hold is), each sample moves towards a
-learned smoothing of its neighbours (a symmetric 31-tap FIR fitted per bit depth on quantised corpus audio,
-with and without TPDF dither), and the move is limited to half a quantisation step: the output always rounds
-back to the input (consistent with the quantiser), never more than step/2 from it.  ``bits: N`` states it,
-``bits: 24`` (or more) turns it off.
+``bits: auto`` (default) finds a coarse grid: the smallest b in 2 .. :data:`COARSE_BITS` (14) such that at least 99.9 %
+of the samples are multiples of 2^(1-b).  When b is found (and no hold is), the quantisation error is noise of a
+*known* level, step^2 / 12 with step = 2^(1-b) (more with dither): a spectral subtraction on the STFT frames of
+:mod:`~pedalchain.effects.restorers.stft` removes ``alpha`` x that power per bin (gain max(0, 1 - alpha N / |X|^2)),
+and each sample of the result is then limited to half a step from the input, so the output always rounds back
+to the input (consistent with the quantiser) and no artefact can exceed the quantisation error.  ``alpha`` per bit
+depth is fitted on quantised corpus audio (half with TPDF dither) by ``models/restore/fit_dequantize.py``.
+``bits: N`` states it, ``bits: 24`` (or more) turns it off.
 
-Latency: K x MAX_HOLD + 15 samples, fixed whatever is detected.  Without detection (or never analysed, with
-``auto``) the input passes through, delayed.
+Latency: n_fft - 1 samples of that STFT (2047 up to 50 kHz, 4095 above), fixed whatever is detected.  Without
+detection (or never analysed, with ``auto``) the input passes through, delayed.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,17 +39,21 @@ import numpy as np
 
 from ...errors import ParameterError
 from . import Restorer, resolve_model_param
+from .stft import StftStream, stft_size
 
 ARCHITECTURE = "dequantize-polyphase"
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "models" / "weights" / "restorers" / "dequantize.safetensors"
 MAX_HOLD = 16
 MAX_BITS = 20
-"""Grids finer than this are not looked for (a 24-bit file is not "coarse")."""
+"""Finest grid ``bits: N`` acts on."""
+COARSE_BITS = 14
+"""Finest grid ``bits: auto`` looks for: a 16- or 24-bit file is not "coarse", it is how audio is stored."""
 HALF_TAPS = 16
 """K: the hold interpolator uses K true samples either side."""
-BITS_HALF = 15
-"""The bit-depth smoother is 2 x 15 + 1 taps."""
-LATENCY = HALF_TAPS * MAX_HOLD + BITS_HALF
+HOLD_REACH = HALF_TAPS * MAX_HOLD + 2 * MAX_HOLD
+"""Input samples the hold interpolator may need behind the first sample it outputs."""
+DEFAULT_ALPHA = 2.0
+"""Over-subtraction of the quantisation noise power when the weights file has none for a depth."""
 MIN_CHANGES = 500
 CONCENTRATION = 0.95
 GRID_SHARE = 0.999
@@ -79,22 +86,41 @@ def hold_gather(x: np.ndarray, start: int, targets: np.ndarray, factor: int, pha
     offset = targets - phase
     m0 = np.floor_divide(offset, factor)
     j = offset - m0 * factor
-    taps = np.arange(-half_taps + 1, half_taps + 1)
-    source = phase + (m0[:, None] + taps[None, :]) * factor  # absolute indices of the true samples used
-    valid = source >= 0
-    values = x[:, np.clip(source - start, 0, x.shape[1] - 1)].astype(np.float64) * valid
-    return np.einsum("ctk,tk->ct", values, filters[j])
+    first, last = int(m0.min()), int(m0.max())
+    # every interpolated group m needs the true samples d[m - K + 1 .. m + K]: one sliding window per group
+    source = phase + np.arange(first - half_taps + 1, last + half_taps + 1) * factor
+    true = x[:, np.clip(source - start, 0, x.shape[1] - 1)].astype(np.float64) * (source >= 0)
+    windows = np.lib.stride_tricks.sliding_window_view(true, 2 * half_taps, axis=1)
+    groups = windows @ filters.T  # (channels, groups, factor): all positions of each group at once
+    return groups[:, m0 - first, j]
 
 
-def bits_smooth(x: np.ndarray, start: int, targets: np.ndarray, step: float, fir: np.ndarray) -> np.ndarray:
-    """Consistent smoothing at ``targets``: x + clip(fir * x - x, -step/2, step/2), float64."""
-    half = (len(fir) - 1) // 2
-    index = targets[:, None] + np.arange(-half, half + 1)[None, :]
-    valid = index >= 0
-    values = x[:, np.clip(index - start, 0, x.shape[1] - 1)].astype(np.float64) * valid
-    centre = x[:, targets - start].astype(np.float64)
-    smooth = values @ fir
-    return centre + np.clip(smooth - centre, -step / 2, step / 2)
+def bits_hook(bits: int, alpha: float, n_fft: int) -> Callable[[np.ndarray, Any], np.ndarray]:
+    """STFT frame hook: power spectral subtraction of ``alpha`` x the quantisation noise of a ``bits``-bit grid
+    (white, step^2 / 12 per sample; per bin of the unscaled sqrt-Hann rfft that is step^2 / 12 x n_fft / 2)."""
+    noise = alpha * (2.0 ** (1 - bits)) ** 2 / 12 * n_fft / 2
+
+    def hook(spectra: np.ndarray, context: Any) -> np.ndarray:
+        power = spectra.real ** 2 + spectra.imag ** 2
+        return spectra * np.maximum(1.0 - noise / np.maximum(power, 1e-30), 0.0).astype(np.float32)
+
+    return hook
+
+
+def consistent(quantised: np.ndarray, estimate: np.ndarray, bits: int) -> np.ndarray:
+    """``estimate`` moved back to within half a quantisation step of ``quantised`` (float64)."""
+    step = 2.0 ** (1 - bits)
+    centre = quantised.astype(np.float64)
+    return centre + np.clip(estimate - centre, -step / 2, step / 2)
+
+
+def requantize_buffer(audio: np.ndarray, sample_rate: float, bits: int, alpha: float) -> np.ndarray:
+    """One-shot bit-depth repair of a (channels, n) buffer (what the restorer streams), float64."""
+    n_fft, hop = stft_size(sample_rate)
+    stream = StftStream(audio.shape[0], n_fft, hop, bits_hook(bits, alpha, n_fft), sample_rate)
+    padded = np.concatenate([audio.astype(np.float32), np.zeros((audio.shape[0], stream.latency), np.float32)],
+                            axis=1)
+    return consistent(audio, stream.process(padded)[:, stream.latency:], bits)
 
 
 def detect_hold_and_bits(source: Path | np.ndarray) -> dict[str, Any]:
@@ -108,7 +134,7 @@ def detect_hold_and_bits(source: Path | np.ndarray) -> dict[str, Any]:
 
         blocks = read_blocks(probe_audio(source), 65536)
     counts = {n: np.zeros(n, np.int64) for n in range(2, MAX_HOLD + 1)}
-    on_grid = np.zeros(MAX_BITS + 1, np.int64)
+    on_grid = np.zeros(COARSE_BITS + 1, np.int64)
     total = 0
     position = 0
     previous = None
@@ -121,7 +147,7 @@ def detect_hold_and_bits(source: Path | np.ndarray) -> dict[str, Any]:
         for n in counts:
             counts[n] += np.bincount(changed % n, minlength=n)
         scaled = block.astype(np.float64)
-        for b in range(2, MAX_BITS + 1):
+        for b in range(2, COARSE_BITS + 1):
             on_grid[b] += int(np.count_nonzero(np.abs(scaled * 2.0 ** (b - 1) - np.round(scaled * 2.0 ** (b - 1)))
                                                <= 1e-9 * 2.0 ** (b - 1)))
         total += block.size
@@ -134,12 +160,12 @@ def detect_hold_and_bits(source: Path | np.ndarray) -> dict[str, Any]:
             hold, phase, changes = n, int(np.argmax(counts[n])), int(counts[n].sum())
             break
     bits = None
-    for b in range(2, MAX_BITS + 1):
+    for b in range(2, COARSE_BITS + 1):
         if total and on_grid[b] >= GRID_SHARE * total:
             bits = b
             break
     return {"hold": hold, "phase": phase, "changes": changes, "bits": bits,
-            "grid_share": {b: on_grid[b] / max(total, 1) for b in range(2, MAX_BITS + 1)}}
+            "grid_share": {b: on_grid[b] / max(total, 1) for b in range(2, COARSE_BITS + 1)}}
 
 
 _WEIGHTS: dict[str, dict[str, np.ndarray]] = {}
@@ -225,7 +251,8 @@ class Dequantize(Restorer):
             lines.append(f"dequantize: sample-and-hold by {self._factor} (phase {self._phase}, "
                          f"{found['changes']} changes): interpolating")
         if self._grid and not self._factor:
-            lines.append(f"dequantize: samples on a {self._grid}-bit grid: smoothing within half a step")
+            lines.append(f"dequantize: samples on a {self._grid}-bit grid: removing its quantisation noise "
+                         "within half a step")
         return lines or ["dequantize: no hold and no coarse bit depth found: passing through"]
 
     # -- Processor ---------------------------------------------------------------------------------------------
@@ -240,35 +267,42 @@ class Dequantize(Restorer):
             self._filters = (self._weights[key].astype(np.float64) if key in self._weights
                              else sinc_interpolator(self._factor))
             self._filters[0] = np.arange(-HALF_TAPS + 1, HALF_TAPS + 1) == 0  # true samples pass exactly
-        self._fir = None
+        n_fft, hop = stft_size(sample_rate)
+        self._latency = n_fft - 1  # the STFT's; the same whether or not it is used, so it never changes
+        self._stft = None
         if self._grid and not self._factor:
-            levels = self._weights.get("bits_levels")
-            if levels is not None and len(levels):
-                self._fir = self._weights["bits_fir"][int(np.argmin(np.abs(levels - self._grid)))].astype(np.float64)
-        return LATENCY
+            levels, alphas = self._weights.get("bits_levels"), self._weights.get("bits_alpha")
+            alpha = (float(alphas[int(np.argmin(np.abs(levels - self._grid)))])
+                     if levels is not None and alphas is not None and len(levels) else DEFAULT_ALPHA)
+            self._stft = StftStream(num_channels, n_fft, hop, bits_hook(self._grid, alpha, n_fft), sample_rate)
+            assert self._stft.latency == self._latency
+        return self._latency
 
     def _reset_state(self) -> None:
         self._held = np.zeros((self._channels, 0), np.float32)
         self._base = 0
         self._end = 0
+        if self._stft is not None:
+            self._stft.reset()
 
     def _process_block(self, audio: np.ndarray, sample_rate: float) -> np.ndarray:
         count = audio.shape[1]
         self._held = np.concatenate([self._held, audio], axis=1)
         self._end += count
-        first = self._end - count - LATENCY
+        first = self._end - count - self._latency
+        estimate = self._stft.process(audio) if self._stft is not None else None  # delayed by the same latency
         out = np.zeros((self._channels, count), np.float32)
         start = max(first, 0)
         if start < first + count:
             targets = np.arange(start, first + count)
             if self._filters is not None:
                 values = hold_gather(self._held, self._base, targets, self._factor, self._phase, self._filters)
-            elif self._fir is not None:
-                values = bits_smooth(self._held, self._base, targets, 2.0 ** (1 - self._grid), self._fir)
+            elif estimate is not None:
+                values = consistent(self._held[:, targets - self._base], estimate[:, start - first:], self._grid)
             else:
                 values = self._held[:, targets - self._base]
             out[:, start - first:] = values
-        keep_from = max(self._base, first + count - HALF_TAPS * MAX_HOLD - 2 * MAX_HOLD)
+        keep_from = max(self._base, first + count - HOLD_REACH)
         if keep_from > self._base:
             self._held = self._held[:, keep_from - self._base:]
             self._base = keep_from

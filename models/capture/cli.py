@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 MODEL_CHOICES = ("auto", "fir", "wiener-hammerstein", "compressor", "lstm", "wavenet")
+REPORT_RESERVE_S = 10.0
+"""Seconds of ``--minutes`` kept for saving the model and writing the report after training."""
 
 
 def add_commands(train: argparse._SubParsersAction) -> None:
@@ -173,6 +176,7 @@ class _Bar:
 
 def run_emulator(args: argparse.Namespace) -> int:
     """Train, save the model, write and print the report; 0 when the target was reached, 1 when not."""
+    command_started = time.monotonic()
     import numpy as np
     import torch
 
@@ -221,7 +225,9 @@ def run_emulator(args: argparse.Namespace) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     bar = _Bar(args.quiet)
     try:
-        result = train_emulator(pair, args.model, args.target_esr, args.minutes * 60.0, args.seed, progress=bar,
+        # --minutes covers the whole command: rendering and pairing before training, saving and the report after
+        budget_s = args.minutes * 60.0 - (time.monotonic() - command_started) - REPORT_RESERVE_S
+        result = train_emulator(pair, args.model, args.target_esr, max(budget_s, 1.0), args.seed, progress=bar,
                                 device=args.device)
     except KeyboardInterrupt:
         bar.done()

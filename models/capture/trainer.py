@@ -78,8 +78,10 @@ class _Tracker:
     """Keeps the best state (by validation ESR) and the curve of one family; reports progress."""
 
     def __init__(self, family: str, model: StreamingModel, evaluate: Callable[[StreamingModel], float],
-                 deadline: float, budget_s: float, started: float, progress: Progress | None, target: float) -> None:
+                 deadline: float, budget_s: float, started: float, progress: Progress | None, target: float,
+                 check_seconds: list[float] | None = None) -> None:
         self.family, self.model, self.evaluate = family, model, evaluate
+        self.check_seconds = check_seconds if check_seconds is not None else []
         self.deadline, self.budget_s, self.started, self.progress, self.target = (deadline, budget_s, started,
                                                                                   progress, target)
         self.best_esr, self.best_state = math.inf, None
@@ -91,7 +93,9 @@ class _Tracker:
 
     def checkpoint(self, train_loss: float) -> float:
         """Measure validation ESR, keep the state if best, report; returns the ESR."""
+        began = time.monotonic()
         esr = self.evaluate(self.model)
+        self.check_seconds.append(time.monotonic() - began)
         if esr < self.best_esr or self.best_state is None:
             self.best_esr, self.best_state = esr, copy.deepcopy(self.model.state_dict())
         elapsed = time.monotonic() - self.started
@@ -196,11 +200,17 @@ class _Context:
     budget_s: float
     predict_cache: dict[str, Any] = field(default_factory=dict)
     tracker: _Tracker | None = None
+    check_seconds: list[float] = field(default_factory=list)
+
+    @property
+    def reserve_s(self) -> float:
+        """Time kept back from a family's deadline: its last validation check runs after the deadline."""
+        return 1.0 + 2.0 * max(self.check_seconds, default=0.0)
 
     def track(self, family: str, model: StreamingModel, deadline: float) -> _Tracker:
         """A new tracker for ``family``, remembered so an interrupt can still take its best state."""
         self.tracker = _Tracker(family, model, self.evaluator(), deadline, self.budget_s, self.started,
-                                self.progress, self.target)
+                                self.progress, self.target, self.check_seconds)
         return self.tracker
 
     def evaluator(self) -> Callable[[StreamingModel], float]:
@@ -457,7 +467,7 @@ def train_emulator(pair: Pair, family: str = "auto", target_esr: float = 1e-3, b
     results: list[FamilyResult] = []
     interrupted = False
     for name in order:
-        remaining = budget_s - (time.monotonic() - started)
+        remaining = budget_s - (time.monotonic() - started) - ctx.reserve_s
         if remaining <= 0 and results:
             results.append(FamilyResult(name, None, math.inf, 0.0, note="not tried: out of time"))
             continue

@@ -1,18 +1,18 @@
 """Training of the ``dequantize`` restorer's filters (``chain train restorer --damage hold:N|bits:N``).
 
-Two closed-form least-squares fits on clean audio (numpy only, no torch, seconds of CPU):
+Two fits on clean audio (numpy only, no torch, about a minute of CPU):
 
 - hold: for every N in 2 .. :data:`LEARNED_HOLDS` and every in-between position j = 1 .. N-1, the polyphase
   interpolator h_{N,j} (2 K taps, K = :data:`~pedalchain.effects.restorers.dequantize.HALF_TAPS`) minimising
   sum (x[mN + j] - sum_i h[i] x[(m + i) N])^2 over the training clips (a Wiener interpolator: it learns how
   little music there is above the new Nyquist), each channel scaled to unit RMS, with a ridge towards the
   Kaiser sinc.  Row j = 0 stays the identity.  It is kept only where it beats the sinc on the validation clips.
-- bits: for each depth in :data:`BIT_LEVELS`, a symmetric 31-tap FIR g minimising
-  sum (x - g * q)^2 with q the clip quantised (half with TPDF dither, half without); at run time the move
-  towards g * q is limited to half a step.
+- bits: for each depth in :data:`BIT_LEVELS`, the over-subtraction ``alpha`` of the known quantisation noise
+  (from :data:`ALPHAS`) with the best mean SNR on training clips quantised to it (half with TPDF dither, half
+  without: the restorer cannot tell them apart).
 
 ``python -m pedalchain.models.restore.fit_dequantize -o FILE`` builds the shipped weights from the corpus, with
-test-split SNR of the learned filters against the sinc interpolator and passthrough in the metadata.
+test-split SNR of the result against the sinc interpolator and passthrough in the metadata.
 """
 
 from __future__ import annotations
@@ -32,10 +32,10 @@ MAX_CLIP_S = 6.0
 EVAL_S = 3.0
 """Validation and test SNRs are measured on the first 3 s of each clip."""
 MAX_ROWS = 400_000
-RIDGE = 1e-6
-"""Ridge weight of the bit-depth fit, relative to the mean diagonal of the Gram matrix."""
+ALPHAS = (0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
+"""Candidate over-subtraction factors of the bit-depth repair."""
 HOLD_RIDGE = 1e-3
-"""Ridge weight of the hold fit (towards the sinc), relative likewise."""
+"""Ridge weight of the hold fit (towards the sinc), relative to the mean diagonal of the Gram matrix."""
 
 
 def _clips(paths: Sequence[Any], sample_rate: float) -> list[np.ndarray]:
@@ -85,30 +85,21 @@ def fit_hold(clips: list[np.ndarray], factor: int, rng: np.random.Generator) -> 
     return filters
 
 
-def fit_bits(clips: list[np.ndarray], bits: int, rng: np.random.Generator) -> np.ndarray:
-    """Symmetric (2 x 15 + 1)-tap FIR predicting the clean signal from the ``bits``-bit quantised one."""
+def fit_bits_alpha(clips: list[np.ndarray], bits: int, sample_rate: float, seed: int) -> tuple[float, dict]:
+    """The over-subtraction ``alpha`` (from :data:`ALPHAS`) with the best mean SNR on ``clips`` quantised to
+    ``bits`` (every other clip with TPDF dither); returns it and the mean SNR gain (dB) of each candidate."""
     from .damage import Bits
 
-    half = dq.BITS_HALF
-    feats, targets = [], []
+    rng = np.random.default_rng(seed)
+    pairs = []
     for index, clip in enumerate(clips):
-        quantised = Bits(bits, dither=bool(index % 2)).apply(clip.astype(np.float32), 44100, rng).astype(np.float64)
-        for q, x in zip(quantised, clip, strict=True):
-            if len(x) <= 2 * half + 1:
-                continue
-            rows = np.lib.stride_tricks.sliding_window_view(q, 2 * half + 1)
-            feats.append(rows[:: 7])
-            targets.append(x[half:len(x) - half][:: 7])
-    a, b = np.concatenate(feats), np.concatenate(targets)
-    if len(b) > MAX_ROWS:
-        pick = rng.choice(len(b), MAX_ROWS, replace=False)
-        a, b = a[pick], b[pick]
-    # symmetric taps: fold the design matrix (g[i] = g[-i])
-    folded = a[:, half:] .copy()
-    folded[:, 1:] += a[:, :half][:, ::-1]
-    gram = folded.T @ folded
-    g = np.linalg.solve(gram + RIDGE * np.trace(gram) / len(gram) * np.eye(len(gram)), folded.T @ b)
-    return np.concatenate([g[:0:-1], g])
+        clip = clip[:, : int(EVAL_S * sample_rate)]
+        pairs.append((clip, Bits(bits, dither=bool(index % 2)).apply(clip.astype(np.float32), int(sample_rate), rng)))
+    gains = {}
+    for alpha in ALPHAS:
+        gains[alpha] = float(np.mean([_snr(clean, dq.requantize_buffer(damaged, sample_rate, bits, alpha))
+                                      - _snr(clean, damaged) for clean, damaged in pairs]))
+    return max(gains, key=gains.get), {f"{alpha:g}": round(gain, 3) for alpha, gain in gains.items()}
 
 
 def _snr(x: np.ndarray, y: np.ndarray) -> float:
@@ -142,15 +133,15 @@ def evaluate(clips: list[np.ndarray], arrays: dict[str, np.ndarray], sample_rate
         table[f"hold:{factor}"] = {
             "passthrough": round(float(np.mean(passthrough)), 3),
             "sinc": round(hold_snr(clips, factor, dq.sinc_interpolator(factor), sample_rate), 3),
-            "learned": round(hold_snr(clips, factor, arrays[f"hold{factor}"], sample_rate), 3)}
+            "dequantize": round(hold_snr(clips, factor, arrays[f"hold{factor}"], sample_rate), 3)}
     for bits in (6, 8, 10):
-        rows: dict[str, list[float]] = {"passthrough": [], "learned": []}
-        fir = arrays["bits_fir"][list(BIT_LEVELS).index(bits)]
+        rows: dict[str, list[float]] = {"passthrough": [], "dequantize": []}
+        alpha = float(arrays["bits_alpha"][list(BIT_LEVELS).index(bits)])
         for index, clip in enumerate(clips):
             damaged = Bits(bits, dither=bool(index % 2)).apply(clip.astype(np.float32), int(sample_rate), rng)
-            out = dq.bits_smooth(damaged, 0, np.arange(damaged.shape[1]), 2.0 ** (1 - bits), fir)
+            out = dq.requantize_buffer(damaged, sample_rate, bits, alpha)
             rows["passthrough"].append(_snr(clip, damaged))
-            rows["learned"].append(_snr(clip, out))
+            rows["dequantize"].append(_snr(clip, out))
         table[f"bits:{bits}"] = {k: round(float(np.mean(v)), 3) for k, v in rows.items()}
     return table
 
@@ -173,10 +164,15 @@ def fit(train_clips: Sequence[Any], val_clips: Sequence[Any], sample_rate: float
         arrays[f"hold{factor}"] = learned if keep else sinc
         chosen[f"hold{factor}"] = "learned" if keep else "sinc (learned was worse on validation)"
     arrays["bits_levels"] = np.array(BIT_LEVELS, np.float64)
-    arrays["bits_fir"] = np.stack([fit_bits(train, bits, rng) for bits in BIT_LEVELS])
-    config = {"half_taps": dq.HALF_TAPS, "bits_half": dq.BITS_HALF, "learned_holds": LEARNED_HOLDS}
+    alphas, alpha_gains = [], {}
+    for bits in BIT_LEVELS:
+        alpha, alpha_gains[f"bits:{bits}"] = fit_bits_alpha(train, bits, sample_rate, seed + bits)
+        alphas.append(alpha)
+    arrays["bits_alpha"] = np.array(alphas, np.float64)
+    config = {"half_taps": dq.HALF_TAPS, "learned_holds": LEARNED_HOLDS}
     extra = {"validation": evaluate(_clips(val_clips, sample_rate), arrays, sample_rate, seed + 1),
              "hold_filters": chosen,
+             "bits_alpha_train_gain_db": alpha_gains,
              "fit_seconds": round(time.perf_counter() - started, 1),
              "damage": getattr(damage, "spec", None)}
     return arrays, config, extra

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import struct
 from collections.abc import Iterator
@@ -224,11 +225,14 @@ class AtomicAudioWriter:
             raise AudioFileError(f"cannot write {fmt.container}/{fmt.subtype}: {error}", where=path) from None
         _omit_peak_chunk(self._file)
 
-    def write(self, block: np.ndarray) -> None:
-        """Write channels-first float32 samples (nominal range ±1.0)."""
+    def write(self, block: np.ndarray) -> float:
+        """Write channels-first float32 samples (nominal range ±1.0); returns the block's peak |x|.  A block
+        holding NaN or Inf is not written and its peak is NaN or inf: the caller reports it, at no extra pass."""
         magnitude = np.abs(block)
-        if magnitude.size:
-            self.peak = max(self.peak, float(magnitude.max()))
+        block_peak = float(magnitude.max()) if magnitude.size else 0.0
+        if not math.isfinite(block_peak):
+            return block_peak
+        self.peak = max(self.peak, block_peak)
         over = int(np.count_nonzero(magnitude > 1.0))
         self.over_full_scale += over
         if self._scale is None:
@@ -236,7 +240,7 @@ class AtomicAudioWriter:
                 self.clipped += over
                 block = np.clip(block, -1.0, 1.0)
             self._file.write(block.T)
-            return
+            return block_peak
         self.clipped += over  # |x| > 1 lands on the rails after rounding (give or take half an LSB)
         pairs = self._uniform16(2 * block.size).reshape(block.shape[1], block.shape[0], 2)
         dither = np.subtract(pairs[..., 0], pairs[..., 1], dtype=np.float32)
@@ -258,9 +262,13 @@ class AtomicAudioWriter:
             rounded += whole
         np.copyto(rounded, exact, where=on_grid)
         np.clip(rounded, -self._scale, self._scale - 1.0, out=rounded)
+        if self._bits == 16:  # libsndfile takes int16 as is: no widening pass
+            self._file.write(rounded.astype(np.int16))
+            return block_peak
         quantized = rounded.astype(np.int32)
         quantized <<= 32 - self._bits
         self._file.write(quantized)
+        return block_peak
 
     def _uniform16(self, count: int) -> np.ndarray:
         """``count`` uniform 16-bit integers, continuing one stream whatever the block sizes."""

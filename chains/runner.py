@@ -22,7 +22,15 @@ import pedalboard
 from threadpoolctl import threadpool_limits
 
 from ..errors import AudioFileError, OutputExistsError, ParameterError, StreamingError
-from .audio_io import AtomicAudioWriter, AudioInfo, OutputFormat, choose_output_format, probe_audio, read_blocks
+from .audio_io import (
+    INTEGER_BITS,
+    AtomicAudioWriter,
+    AudioInfo,
+    OutputFormat,
+    choose_output_format,
+    probe_audio,
+    read_blocks,
+)
 from .engine import Chain
 from .loudness import LoudnessMeter, loudness_gain_db
 
@@ -204,6 +212,8 @@ class _Render:
         self.nonfinite = 0
 
     def _checked(self, block: np.ndarray, position: int) -> np.ndarray:
+        if self.info.subtype in INTEGER_BITS:  # integer PCM decodes to finite samples: nothing to scan
+            return block
         finite = np.isfinite(block)
         if finite.all():
             return block
@@ -265,14 +275,14 @@ class _Render:
             )
         return out
 
-    def _finite(self, out: np.ndarray) -> np.ndarray:
-        if not np.isfinite(out).all():
+    def _finite(self, peak: float) -> None:
+        """``peak``: a written block's largest |x|, NaN or inf when it held such samples."""
+        if not math.isfinite(peak):
             raise StreamingError(
                 "the chain produced NaN/Inf samples: a step is unstable with these settings "
                 "(feedback ≥ 1, a filter cutoff at Nyquist?)",
                 where=self.info.path,
             )
-        return out
 
     def render(self, path: Path, fmt: OutputFormat, target_lufs: float | None) -> tuple[_Written, dict[str, Any]]:
         """Render to ``path``: in one pass, or in two when a loudness target is set."""
@@ -288,10 +298,9 @@ class _Render:
         writer = AtomicAudioWriter(path, fmt, self.info.sample_rate, self.info.channels)
 
         def sink(out: np.ndarray) -> None:
-            self._finite(out)
+            self._finite(writer.write(out))  # a non-finite block aborts the file: the partial output is discarded
             if meter is not None:
                 meter.add(out)
-            writer.write(out)
 
         self._write(self.run, sink, writer)
         return _Written(meter, writer.clipped, writer.over_full_scale, writer.peak)

@@ -14,7 +14,7 @@ from pedalchain.effects.restorers.dequantize import (
     hold_gather,
     sinc_interpolator,
 )
-from pedalchain.errors import ChainFileError, ParameterError
+from pedalchain.errors import ChainFileError, ModelFileError, ParameterError
 from pedalchain.models.restore.damage import Bits, Hold
 
 SR = 44100
@@ -107,6 +107,9 @@ def test_yaml_round_trip_and_errors(tmp_path) -> None:
     for bad, match in [("hold: 40", "hold"), ("hold: 2.5", "hold"), ("bits: one", "bits"), ("depth: 3", "depth")]:
         with pytest.raises((ParameterError, ChainFileError), match=match):
             chain_from_yaml(f"steps:\n  - restorer: dequantize\n    {bad}\n")
+    denoise_weights = DEFAULT_WEIGHTS.parent / "denoise.safetensors"  # checked when the chain is loaded
+    with pytest.raises(ModelFileError, match="needs 'dequantize-polyphase'"):
+        chain_from_yaml(f"steps:\n  - restorer: dequantize\n    model: {denoise_weights}\n")
     with pytest.raises(ParameterError, match="kHz"):
         Dequantize().process(np.zeros((2, 10), np.float32), 4000)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ...chains.steps import LoadContext, SaveContext, StepKind, yaml_number
-from ...errors import ChainFileError, ParameterError
+from ...errors import ChainFileError, ModelFileError, ParameterError
 from ..processor import Processor
 
 RESTORERS: dict[str, str] = {
@@ -55,9 +55,13 @@ class Restorer(Processor):
         return {}
 
 
-def resolve_model_param(value: Any, where: str | None, base_dir: str | Path | None) -> Path:
+def resolve_model_param(value: Any, where: str | None, base_dir: str | Path | None, architecture: str) -> Path:
     """The ``model:`` parameter of a restorer: a path to a ``.safetensors`` file, relative to ``base_dir``
-    (the YAML's folder; the working directory when not given).  ParameterError when it is not such a file."""
+    (the YAML's folder; the working directory when not given), holding an ``architecture`` model.  Checked when
+    the chain is loaded (header only), not when the restorer first needs its weights: ParameterError when it
+    is not such a file, ModelFileError when it is not a model of this restorer."""
+    from ...models.model_file import read_model_info
+
     if not isinstance(value, (str, Path)) or not str(value).strip():
         raise ParameterError(f"model: expects a path to a .safetensors file, got {value!r}", where=where)
     path = Path(str(value)).expanduser()
@@ -67,6 +71,9 @@ def resolve_model_param(value: Any, where: str | None, base_dir: str | Path | No
         raise ParameterError(f"model: {value} is not a .safetensors file", where=where)
     if not path.is_file():
         raise ParameterError(f"model: no such model file {path}", where=where)
+    found = read_model_info(path).architecture
+    if found != architecture:
+        raise ModelFileError(f"holds a '{found}' model, this step needs '{architecture}'", where=path)
     return path
 
 

@@ -275,7 +275,8 @@ class BandwidthExtension(Restorer):
                 raise ParameterError(f"cutoff: {value:g} Hz is out of range: 'auto' or >= {MIN_CUTOFF_HZ:g} Hz",
                                      where=f"{where}.cutoff")
             self.cutoff = value
-        self.model_path = DEFAULT_WEIGHTS if model is None else resolve_model_param(model, f"{where}.model", base_dir)
+        self.model_path = (DEFAULT_WEIGHTS if model is None
+                           else resolve_model_param(model, f"{where}.model", base_dir, ARCHITECTURE))
         self._model_param = model
         self.detected: float | None = None
         """Cutoff found by the last :meth:`analyze_input` (Hz), None for none or not analysed."""

@@ -358,7 +358,7 @@ class Declip(Restorer):
         model = params.get("model")
         try:
             if model is not None:
-                model = resolve_model_param(model, "model", base_dir)
+                model = resolve_model_param(model, "model", base_dir, ARCHITECTURE)
             return cls(threshold, model)
         except ParameterError as error:
             raise ParameterError(f"declip {error.message}", where=where) from None

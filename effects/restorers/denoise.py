@@ -217,7 +217,8 @@ class Denoise(SpectralRestorer):
             raise ParameterError(f"amount_db: {amount_db!r} is out of range [0, {MAX_AMOUNT_DB:g}] dB",
                                  where=f"{where}.amount_db")
         self.amount_db = amount
-        self.model_path = DEFAULT_WEIGHTS if model is None else resolve_model_param(model, f"{where}.model", base_dir)
+        self.model_path = (DEFAULT_WEIGHTS if model is None
+                           else resolve_model_param(model, f"{where}.model", base_dir, ARCHITECTURE))
         self._model_param = model
         self.noise_profile: np.ndarray | None = None
         """Noise power per bin from the last :meth:`analyze_input` (None: not analysed, pass through)."""

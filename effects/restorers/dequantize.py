@@ -215,7 +215,7 @@ class Dequantize(Restorer):
         try:
             model = params.get("model")
             if model is not None:
-                model = resolve_model_param(model, "model", base_dir)
+                model = resolve_model_param(model, "model", base_dir, ARCHITECTURE)
             return cls(params.get("hold", "auto"), params.get("bits", "auto"), model)
         except ParameterError as error:
             raise ParameterError(f"dequantize {error.message}", where=where) from None

@@ -319,7 +319,8 @@ class DoubledSampleRepair(Restorer):
             raise ParameterError(f"parity: expects auto, 0 or 1; got {parity!r}", where=f"{where}.parity")
         self.mode, self.parity = mode, parity
         self._model_param = model
-        self.model_path = DEFAULT_WEIGHTS if model is None else resolve_model_param(model, f"{where}.model", base_dir)
+        self.model_path = (DEFAULT_WEIGHTS if model is None
+                           else resolve_model_param(model, f"{where}.model", base_dir, ARCHITECTURE))
         self._arrays: dict[str, np.ndarray] = {}
         self._config: dict[str, Any] = {}
         if weights is not None:  # (arrays, config) in memory: training evaluates candidates without a file

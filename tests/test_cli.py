@@ -354,6 +354,19 @@ def test_detect_json_reports_doubled_samples_and_unreadable_files(tmp_path, caps
     report = json.loads(capsys.readouterr().out)
     assert [entry["doubled_samples"]["detected"] for entry in report[:2]] == [False, True]
     assert report[1]["doubled_samples"]["parity"] == 0 and report[2]["error"]
+    for entry in report[:2]:  # the documented schema, key by key
+        assert isinstance(entry["file"], str) and entry["error"] is None
+        assert entry["sample_rate"] == SR and entry["channels"] == 2 and entry["duration_s"] == pytest.approx(2.0)
+        doubled = entry["doubled_samples"]
+        assert isinstance(doubled["detected"], bool) and doubled["parity"] in (0, 1, None)
+        assert 0.0 <= doubled["share"] <= 1.0
+        assert all(len(region) == 2 and 0 <= region[0] < region[1] <= 2.0 for region in doubled["regions"])
+        assert isinstance(entry["hold"]["detected"], bool) and entry["hold"]["factor"] in (None, *range(2, 65))
+        assert isinstance(entry["band_limit"]["detected"], bool)
+        assert entry["band_limit"]["cutoff_hz"] is None or entry["band_limit"]["cutoff_hz"] > 0
+        assert isinstance(entry["clipping"]["detected"], bool) and 0.0 <= entry["clipping"]["share"] <= 1.0
+        assert isinstance(entry["dc_offset"], float) and isinstance(entry["noise_floor_dbfs"], float)
+    assert report[1]["doubled_samples"]["regions"] == [[0.0, pytest.approx(2.0, abs=0.05)]]
 
 
 def test_compare_json_measures_a_gain_change(tmp_path, song, gain_yaml, capsys):

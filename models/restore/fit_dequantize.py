@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ...effects.restorers import dequantize as dq
+from .fit_bandwidth import snr_db
 
 LEARNED_HOLDS = 8
 BIT_LEVELS = (4, 6, 8, 10, 12)
@@ -97,13 +98,9 @@ def fit_bits_alpha(clips: list[np.ndarray], bits: int, sample_rate: float, seed:
         pairs.append((clip, Bits(bits, dither=bool(index % 2)).apply(clip.astype(np.float32), int(sample_rate), rng)))
     gains = {}
     for alpha in ALPHAS:
-        gains[alpha] = float(np.mean([_snr(clean, dq.requantize_buffer(damaged, sample_rate, bits, alpha))
-                                      - _snr(clean, damaged) for clean, damaged in pairs]))
+        gains[alpha] = float(np.mean([snr_db(clean, dq.requantize_buffer(damaged, sample_rate, bits, alpha))
+                                      - snr_db(clean, damaged) for clean, damaged in pairs]))
     return max(gains, key=gains.get), {f"{alpha:g}": round(gain, 3) for alpha, gain in gains.items()}
-
-
-def _snr(x: np.ndarray, y: np.ndarray) -> float:
-    return float(10 * np.log10(np.sum(x ** 2) / max(float(np.sum((x - y) ** 2)), 1e-30)))
 
 
 def hold_snr(clips: list[np.ndarray], factor: int, filters: np.ndarray, sample_rate: float) -> float:
@@ -114,7 +111,7 @@ def hold_snr(clips: list[np.ndarray], factor: int, filters: np.ndarray, sample_r
     scores = []
     for clip in clips:
         damaged = Hold(factor, phase=0).apply(clip.astype(np.float32), int(sample_rate), rng)
-        scores.append(_snr(clip, dq.hold_gather(damaged, 0, np.arange(damaged.shape[1]), factor, 0, filters)))
+        scores.append(snr_db(clip, dq.hold_gather(damaged, 0, np.arange(damaged.shape[1]), factor, 0, filters)))
     return float(np.mean(scores))
 
 
@@ -128,7 +125,7 @@ def evaluate(clips: list[np.ndarray], arrays: dict[str, np.ndarray], sample_rate
     clips = [clip[:, : int(EVAL_S * sample_rate)] for clip in clips]
     table: dict[str, dict[str, float]] = {}
     for factor in (2, 3, 4, 6, 8):
-        passthrough = [_snr(clip, Hold(factor, phase=0).apply(clip.astype(np.float32), int(sample_rate), rng))
+        passthrough = [snr_db(clip, Hold(factor, phase=0).apply(clip.astype(np.float32), int(sample_rate), rng))
                        for clip in clips]
         table[f"hold:{factor}"] = {
             "passthrough": round(float(np.mean(passthrough)), 3),
@@ -140,8 +137,8 @@ def evaluate(clips: list[np.ndarray], arrays: dict[str, np.ndarray], sample_rate
         for index, clip in enumerate(clips):
             damaged = Bits(bits, dither=bool(index % 2)).apply(clip.astype(np.float32), int(sample_rate), rng)
             out = dq.requantize_buffer(damaged, sample_rate, bits, alpha)
-            rows["passthrough"].append(_snr(clip, damaged))
-            rows["dequantize"].append(_snr(clip, out))
+            rows["passthrough"].append(snr_db(clip, damaged))
+            rows["dequantize"].append(snr_db(clip, out))
         table[f"bits:{bits}"] = {k: round(float(np.mean(v)), 3) for k, v in rows.items()}
     return table
 

@@ -56,6 +56,25 @@ def test_latency_of_a_delayed_filtered_pair_is_found_to_the_sample(excitation, d
     assert found.certain
 
 
+def test_a_gradual_onset_is_not_taken_for_latency() -> None:
+    # a 4-pole low-pass responds from its first sample but rises slowly (over 3 samples to 5 % of its peak at
+    # 48 kHz): removing its rise as "latency" would ask a causal model to predict the future
+    rate = 48000
+    excitation = make_excitation(rate)
+    ladder = pedalboard.LadderFilter(mode=pedalboard.LadderFilter.Mode.LPF24, cutoff_hz=1000, resonance=0.5, drive=2)
+    wet = ladder(excitation.audio, rate)
+    for delay in (0, 123):
+        found = detect_latency(excitation.audio, _delayed(wet, delay), rate, excitation.blips)
+        assert delay <= found.samples <= delay + 2  # a 5 % threshold took 3
+        assert found.detail["peak_lag"] > found.samples  # the peak is the group delay, not the onset
+    rendered = prepare_pair(excitation.audio, wet, rate, excitation=excitation, rendered=True)
+    assert rendered.latency.samples == 0
+    assert np.array_equal(rendered.wet, wet[: len(rendered.wet)])
+    # a render with real latency (a plugin that does not report it) is still aligned
+    assert prepare_pair(excitation.audio, _delayed(wet, 123), rate, excitation=excitation,
+                        rendered=True).latency.samples >= 123
+
+
 def test_unrelated_wet_is_flagged_uncertain(excitation) -> None:
     noise = np.random.default_rng(3).standard_normal(len(excitation.audio)).astype(np.float32) * 0.1
     assert not detect_latency(excitation.audio, noise, RATE, excitation.blips).certain

@@ -209,7 +209,8 @@ def run_emulator(args: argparse.Namespace) -> int:
             wet = chain.process(excitation.audio[None], excitation.sample_rate)
         except (PedalchainError, ValueError, RuntimeError):  # a stereo-only step: feed two identical channels
             wet = chain.process(np.repeat(excitation.audio[None], 2, axis=0), excitation.sample_rate)
-        pair = prepare_pair(excitation.audio, wet, excitation.sample_rate, excitation=excitation, where=args.target)
+        pair = prepare_pair(excitation.audio, wet, excitation.sample_rate, excitation=excitation, where=args.target,
+                            rendered=True)
         pair.description = f"{excitation.description}, rendered through {args.target}"
         source = {"target": str(args.target)}
     else:

@@ -119,13 +119,12 @@ def check_levels(wet: np.ndarray) -> Check:
     return Check("check_levels", ok, peak <= 1e-4, {"peak": peak, "clipped_samples": clipped}, message)
 
 
-def _onset(magnitude: np.ndarray, peak: int, fraction: float = 0.05, reach: int = 64) -> int:
-    """The first index within ``reach`` before ``peak`` from which ``magnitude`` stays above ``fraction`` of the peak.
+def _onset(magnitude: np.ndarray, peak: int, level: float, reach: int = 64) -> int:
+    """The first index within ``reach`` before ``peak`` from which ``magnitude`` stays at or above ``level``.
 
     A filter delays the correlation peak by its group delay although its response starts at once; the onset is
     the latency a causal model can follow.
     """
-    level = fraction * magnitude[peak]
     onset = peak
     while onset > 0 and peak - onset < reach and magnitude[onset - 1] >= level:
         onset -= 1
@@ -163,13 +162,28 @@ def impulse_estimate(dry: np.ndarray, wet: np.ndarray, search: int) -> tuple[np.
     return lags, h[lags % size]
 
 
+ONSET_NOISE_FACTOR = 3.0
+ONSET_FLOOR = 0.02
+"""The latency onset threshold: 2 % of the impulse estimate's peak, or 3 x its median noise where that is higher.
+Below 2 %, a nonlinear device's best linear approximation shows a smear on both sides of its peak (about 1 % for
+the compressor, fuzz and ZamComp captures) that is not a response."""
+RENDERED_ONSET_SAMPLES = 8
+"""A pair rendered by pedalchain (``--target``) has the plugins' reported latency compensated already: an onset
+this close to zero is the device's gradual response, not latency, and nothing is removed."""
+
+
 def detect_latency(dry: np.ndarray, wet: np.ndarray, sample_rate: float, blips: list[int] | None = None,
                    max_latency_s: float = MAX_LATENCY_S) -> Latency:
     """Samples by which ``wet`` lags ``dry`` (negative: wet is early), searched within ``max_latency_s``.
 
     The impulse response is estimated by regularised deconvolution (a whitened cross-correlation); the latency
-    is its onset: the first lag, at most 64 samples before the peak, from which ``|h|`` stays above 5 % of the
-    peak (the peak itself moves with a filter's group delay, the onset does not).  ``confidence`` is
+    is its onset: the first lag, at most 64 samples before the peak, from which ``|h|`` stays above the estimate's
+    noise and smear (:data:`ONSET_FLOOR` of the peak, or :data:`ONSET_NOISE_FACTOR` x the median ``|h|`` more
+    than 256 samples from the peak).  The peak itself moves with a filter's group delay, the onset does not; and
+    the threshold sits low because the two errors differ in cost: latency left in is a delay the causal model
+    learns, latency removed beyond the true onset asks it to predict the future (a 4-pole low-pass's response
+    rises gradually from its first sample: a 5 % threshold took 3 samples off a ladder filter and made the error
+    on music five times larger).  ``confidence`` is
     1 − (largest ``|h|`` more than 256 samples from the peak / the peak).  With the excitation's blip positions
     the blips' correlation peaks must fall within 64 samples after the onset.  ``certain`` is False when the
     confidence is below 0.5 or the blips disagree: the caller warns then.
@@ -178,8 +192,9 @@ def detect_latency(dry: np.ndarray, wet: np.ndarray, sample_rate: float, blips: 
     lags, h = impulse_estimate(dry, wet, search)
     magnitude = np.abs(h)
     peak = int(np.argmax(magnitude))
-    onset = _onset(magnitude, peak, fraction=0.05)
     far = np.abs(lags - lags[peak]) > 256
+    noise = ONSET_NOISE_FACTOR * float(np.median(magnitude[far])) if far.any() else 0.0
+    onset = _onset(magnitude, peak, max(noise, ONSET_FLOOR * float(magnitude[peak])))
     second = float(magnitude[far].max()) if far.any() else 0.0
     confidence = float(1.0 - second / (magnitude[peak] + 1e-30))
     latency = int(lags[onset])
@@ -238,11 +253,13 @@ def _mono(audio: np.ndarray) -> np.ndarray:
 
 def prepare_pair(dry: np.ndarray, wet: np.ndarray, sample_rate: float, wet_rate: float | None = None,
                  excitation: Excitation | None = None, where: str | Path | None = None,
-                 validation_fraction: float = 0.2) -> Pair:
+                 validation_fraction: float = 0.2, rendered: bool = False) -> Pair:
     """Check, align and split a dry/wet pair (mono: the first channel of each is used).
 
     With ``excitation`` (the dry file is the built-in excitation) its train/validation regions, blips and
     repeated section are used; otherwise the last ``validation_fraction`` of the file is validation.
+    ``rendered``: the wet audio is pedalchain's own render of a chain (latency-compensated), so an onset within
+    :data:`RENDERED_ONSET_SAMPLES` of zero is kept as zero latency.
     Raises AudioFileError (naming ``where``) when a critical check fails.
     """
     dry, wet = _mono(dry), _mono(wet)
@@ -254,6 +271,9 @@ def prepare_pair(dry: np.ndarray, wet: np.ndarray, sample_rate: float, wet_rate:
     if failed:
         raise AudioFileError(failed[0].message, where=where)
     latency = detect_latency(dry, wet, sample_rate, excitation.blips if excitation is not None else None)
+    if rendered and abs(latency.samples) <= RENDERED_ONSET_SAMPLES:
+        latency = Latency(0, "pedalchain's latency-compensated render", latency.confidence,
+                          latency.certain, {**latency.detail, "detected_onset": latency.samples})
     checks.append(check_latency(latency, sample_rate))
     shift = latency.samples
     if shift >= 0:

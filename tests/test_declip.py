@@ -78,6 +78,19 @@ def test_one_sided_clipping_is_detected_per_rail() -> None:
     assert facts["on_positive_rail"] == int(np.sum(damaged >= np.float32(level)))
 
 
+def test_a_run_that_jumps_between_rails_keeps_each_sample_on_its_own_side() -> None:
+    # a loud high tone clipped hard: runs of clipped samples cross from +rail to -rail in one step
+    t = np.arange(SR) / SR
+    clean = (0.9 * np.sin(2 * np.pi * 7000 * t) + 0.05 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)[None]
+    damaged, level = clip(clean, 12.0)
+    flags = np.abs(damaged[0]) >= np.float32(level)
+    jumps = flags[:-1] & flags[1:] & (np.sign(damaged[0, :-1]) != np.sign(damaged[0, 1:]))
+    assert jumps.any()  # the case under test occurs
+    out = Declip().process(damaged, SR)
+    assert np.all(np.sign(out[0, flags]) == np.sign(damaged[0, flags]))
+    assert np.all(np.abs(out[0, flags]) >= np.float32(level) * (1 - 1e-6))
+
+
 def test_explicit_threshold_in_dbfs() -> None:
     clean = music(seed=4)
     damaged = np.clip(clean, -0.5, 0.5)

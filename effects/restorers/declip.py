@@ -15,10 +15,11 @@ constraints of Adler et al. 2012):
    (config, 4096, on a fixed grid) is fitted by least squares (covariance method, forward and backward
    prediction, ridge ``ridge`` relative to the signal power) on the unclipped samples of the segment,
    ``context`` samples (config, 320) before it and MAX_RUN + ``context`` after it.
-2. The clipped samples of that window are the values minimising the energy of the AR prediction error (one
-   banded least-squares problem for all runs of the window), subject to x >= rail on the positive rail
-   and x <= rail on the negative one (active set: samples that fall inside the rails are pinned to it and
-   the rest solved again).
+2. The clipped samples of that window, up to ``context`` samples past the last run being repaired, are the
+   values minimising the energy of the AR prediction error (one banded least-squares problem for all of
+   them), subject to x >= rail on the positive rail and x <= rail on the negative one, each sample on its
+   own rail (active set: samples that fall inside the rails are pinned to it and only the groups of unknowns
+   within ``order`` samples of a pinned one solved again).
 3. The learned part (``models/weights/restorers/declip.safetensors``, fitted on the clean corpus by
    ``models/restore/fit_declip.py``): the part above the rail is scaled by a gain per run length
    (``excess_gain`` over ``run_edges``), the least-squares fit of the true excess on the estimated one;
@@ -67,17 +68,19 @@ def fit_ar(x: np.ndarray, known: np.ndarray, order: int, ridge: float) -> np.nda
     if x.shape[0] <= order + 1:
         return None
     frames = np.lib.stride_tricks.sliding_window_view(x, order + 1)
-    ok = np.lib.stride_tricks.sliding_window_view(known, order + 1).all(axis=1)
+    unknown_before = np.concatenate([[0], np.cumsum(~known)])
+    ok = unknown_before[order + 1:] == unknown_before[:-order - 1]  # no unknown sample in the frame
     rows = frames[ok]
     if rows.shape[0] < order:
         return None
-    # forward: x[t] from x[t-1..t-p] (reversed past); backward: x[t-p] from x[t-p+1..t]
-    past = np.concatenate([rows[:, -2::-1], rows[:, 1:]])
-    target = np.concatenate([rows[:, -1], rows[:, 0]])
-    gram = past.T @ past
+    # forward: x[t] from x[t-1..t-p] (reversed past); backward: x[t-p] from x[t-p+1..t]; both normal equations
+    # are parts of the one frame Gram matrix
+    frame_gram = rows.T @ rows
+    gram = frame_gram[order - 1::-1, order - 1::-1] + frame_gram[1:, 1:]
+    rhs = frame_gram[order - 1::-1, order] + frame_gram[1:, 0]
     scale = max(float(np.trace(gram)) / order, 1e-20)
     try:
-        return np.linalg.solve(gram + ridge * scale * np.eye(order), past.T @ target)
+        return np.linalg.solve(gram + ridge * scale * np.eye(order), rhs)
     except np.linalg.LinAlgError:
         return None
 
@@ -100,11 +103,12 @@ def interpolate(x: np.ndarray, unknown: np.ndarray, lower: np.ndarray, upper: np
     kernel = np.concatenate([r[:0:-1], r])  # symmetric, length 2 order + 1
     values = x.astype(np.float64).copy()
     free = unknown.copy()
+    active = unknown.copy()  # the free samples solved in this pass
     for _ in range(iterations):
-        index = np.flatnonzero(free)
+        index = np.flatnonzero(active)
         if index.size == 0:
             break
-        known_part = np.pad(np.where(free, 0.0, values), order)
+        known_part = np.pad(np.where(active, 0.0, values), order)
         # the known samples' pull on each unknown one: the kernel around it (only where it is needed)
         rhs = -(np.lib.stride_tricks.sliding_window_view(known_part, 2 * order + 1)[index] @ kernel[::-1])
         bands = np.zeros((order + 1, index.size))
@@ -129,6 +133,12 @@ def interpolate(x: np.ndarray, unknown: np.ndarray, lower: np.ndarray, upper: np
         pinned = index[violating]
         values[pinned] = np.clip(values[pinned], lower[pinned], upper[pinned])
         free[pinned] = False
+        # Unknowns over ``order`` samples apart do not interact, so only the groups holding a newly pinned
+        # sample need solving again; the others keep their solution.
+        group = np.concatenate([[0], np.cumsum(np.diff(index) > order)])
+        active = np.zeros_like(free)
+        active[index[np.isin(group, group[violating])]] = True
+        active &= free
     return values[unknown]
 
 
@@ -154,15 +164,18 @@ class Reconstructor:
         """Samples of input needed after a segment's end before it can be repaired."""
         return MAX_RUN + self.context
 
-    def estimate(self, window: np.ndarray, flags: np.ndarray, rails: tuple[float, float]) -> np.ndarray:
-        """Constrained AR estimate (float64, same length) of every clipped sample of ``window`` (1-D) more than
-        ``order`` samples from its ends, one AR model for the whole window; other samples are returned as given."""
+    def estimate(self, window: np.ndarray, flags: np.ndarray, rails: tuple[float, float],
+                 solve_end: int | None = None) -> np.ndarray:
+        """Constrained AR estimate (float64, same length) of every clipped sample of ``window[:solve_end]`` (1-D)
+        more than ``order`` samples from the ends of that part, one AR model fitted on the whole window; other
+        samples are returned as given."""
         p = self.order
         x = window.astype(np.float64)
         out = x.copy()
+        end = len(x) if solve_end is None else min(len(x), solve_end)
         unknown = flags.copy()
         unknown[:p] = False
-        unknown[max(0, len(unknown) - p):] = False
+        unknown[max(0, end - p):] = False
         if not unknown.any():
             return out
         a = fit_ar(x, ~flags, p, self.ridge)
@@ -171,7 +184,7 @@ class Reconstructor:
         positive = x > 0
         lower = np.where(unknown & positive, rails[0], -np.inf)
         upper = np.where(unknown & ~positive, rails[1], np.inf)
-        out[unknown] = interpolate(x, unknown, lower, upper, a)
+        out[:end][unknown[:end]] = interpolate(x[:end], unknown[:end], lower[:end], upper[:end], a)
         return out
 
     def gain_of(self, lengths: np.ndarray) -> np.ndarray:
@@ -192,14 +205,17 @@ class Reconstructor:
         if not keep.any():
             return []
         starts, ends = starts[keep], ends[keep]
-        estimate = self.estimate(window, flags, rails)
-        limit = self.max_over - 1
-        repairs = []
-        for s, e, gain in zip(starts.tolist(), ends.tolist(), self.gain_of(ends - starts).tolist(), strict=True):
-            rail = rails[0] if window[s] > 0 else rails[1]
-            excess = np.clip((estimate[s:e] - rail) * gain / rail, 0.0, limit)  # in units of the rail
-            repairs.append((s, (rail * (1 + excess)).astype(np.float32)))
-        return repairs
+        # the clipped samples after the last repaired run matter only through their neighbours: ``context``
+        # samples of them are solved with it
+        estimate = self.estimate(window, flags, rails, solve_end=int(ends.max()) + self.context)
+        lengths = ends - starts
+        at = np.repeat(starts - np.cumsum(np.concatenate([[0], lengths[:-1]])), lengths) + np.arange(lengths.sum())
+        rail = np.where(window[at] > 0, rails[0], rails[1])
+        excess = np.clip((estimate[at] - rail) * np.repeat(self.gain_of(lengths), lengths) / rail,
+                         0.0, self.max_over - 1)  # in units of the rail
+        values = (rail * (1 + excess)).astype(np.float32)
+        cuts = np.cumsum(lengths)[:-1]
+        return list(zip(starts.tolist(), np.split(values, cuts), strict=True))
 
 
 def declip_array(audio: np.ndarray, rails: tuple[float | None, float | None], reconstructor: Reconstructor

@@ -2,24 +2,38 @@
 never takes music down by more than ``amount_db``.
 
 Method (per channel, on the frames of :class:`pedalchain.effects.restorers.stft.SpectralRestorer`: sqrt-Hann
-2048/512 at 32–48 kHz, 4096/1024 above):
+2048/512 at 32–48 kHz, 4096/1024 above), from an analysis of the whole input in :meth:`Denoise.analyze_input`
+(files read in blocks, memory bounded; :class:`NoiseProfiler`):
 
-1. Noise profile, from the whole input in :meth:`Denoise.analyze_input` (files read in blocks, memory bounded):
-   per bin, a histogram of the frame powers (0.5 dB steps, all channels) gives the 10th percentile, which for
-   noise alone (exponentially distributed power) is 0.105 x its mean; so noise power = P10 / 0.105
-   (:class:`NoiseProfiler`).  Stationary hum lines are part of this profile like hiss is.
-2. Per bin and frame, features of the a-posteriori SNR ``gamma = |X|^2 / noise`` in dB (clipped to -20..50):
+1. Mains hum is subtracted sample by sample first (:class:`HumModel`).  The analysis takes 2-second
+   Hann-windowed spectra (0.5 Hz bins) on a fixed grid; a harmonic k x 50 or k x 60 Hz (up to 2 kHz) is hum
+   when, in their sum, the highest bin within 1 Hz of it lies within 0.5 Hz of it and 10 dB over the median
+   2–6 Hz either side, when it is steady (its amplitude and phase, measured in half-overlapping 1-second
+   windows, barely move: a kick drum or a bass note on the grid comes and goes), and when at least two
+   harmonics of that base that are not also multiples of the other base qualify.  Inputs under 1.5 s are not
+   searched.  Each one's amplitude and phase per 2-second block (the median over the
+   windows, so a passing note does not bias it) is interpolated between block centres.  A bass note 2 Hz
+   from a hum line is left alone, where any gain on 21 Hz-wide STFT bins would take both down.  Other
+   stationary tones (a whine, a fan) count as music and are left in.
+2. Noise profile: per bin, a histogram of the frame powers (0.5 dB steps, all channels) gives the 10th
+   percentile, which for noise alone (exponentially distributed power) is 0.105 x its mean; so noise power =
+   P10 / 0.105.  A held note is as stationary as hum, so stationary *lines* in that profile (bins over 6 dB
+   above the 25th percentile of the 13 around them, and 2 bins either side) are not taken for noise: they get
+   that floor instead.
+3. Per bin and frame, features of the a-posteriori SNR ``gamma = |X|^2 / noise`` in dB (clipped to -20..50):
    at the bin in the two frames before, this one and the next (one frame of look-ahead), at the two bins on
    either side, averaged over 17 bins, averaged over 4 frames x 3 bins, the bin's frequency and how
    noise-like the bin is over the whole input (:func:`gain_features`).
-3. A small MLP (12 -> 24 -> 12 -> 1, ReLU, sigmoid output; numpy) maps them to a gain in 0..1, trained on clean
+4. A small MLP (12 -> 24 -> 12 -> 1, ReLU, sigmoid output; numpy) maps them to a gain in 0..1, trained on clean
    music with added noise (``models/restore/fit_denoise.py``) to minimise |g X - S|^2 (the phase-sensitive mask).
-4. The gain is floored at ``-amount_db`` (default 12 dB): the restorer never attenuates anything -- a quiet
-   passage included -- by more than that, so it cannot gate music to silence; ``amount_db: 0`` passes through.
+5. The gain is floored at ``-amount_db`` (default 12 dB): the restorer never attenuates anything -- a quiet
+   passage included -- by more than that, so it cannot gate music to silence; ``amount_db: 0`` passes through
+   (hum included).
 
 Without an analysis (pure streaming with ``reset=False`` from the start) there is no noise profile and the
 restorer passes the input through (delayed by its latency).  :func:`spectral_subtraction_gain` is the classic
-baseline (power subtraction with the same profile and floor) the benchmarks compare against.
+baseline (power subtraction with the 10th-percentile profile, lines and hum included, and the same floor) the
+benchmarks compare against.
 """
 
 from __future__ import annotations
@@ -57,6 +71,29 @@ STATIONARY_SPREAD_DB = 10.5
 pure noise, far more for music)."""
 NOISE_FOUND_SHARE = 0.7
 NOISE_FOUND_DBFS = -85.0
+LINE_DB = 6.0
+"""A profile bin this far above the floor around it (the 25th percentile of the LINE_REACH bins either side) is
+a stationary line..."""
+LINE_REACH = 6
+LINE_SKIRT = 2
+"""...and so are the bins this close to it (a sqrt-Hann window spreads a steady tone over about 5 bins)."""
+HUM_BASES_HZ = (50.0, 60.0)
+HUM_MAX_HZ = 2000.0
+HUM_BLOCK_S = 2.0
+"""Hum blocks: amplitude and phase of each harmonic are measured per block of this length (0.5 Hz bins)."""
+HUM_TOLERANCE_HZ = 0.5
+"""Mains frequency drifts by about 0.1 Hz; a harmonic's peak must lie this close to k x 50 (60) Hz..."""
+HUM_PEAK_DB = 10.0
+"""...and stand this far above the median power 2-6 Hz either side of it..."""
+HUM_STEADY_DB = 5.0
+"""...and be steady: the power of its median amplitude over a block's windows this far above the mean power of
+the windows' deviations from it (a kick drum's or a bass note's partial on the grid comes and goes)..."""
+HUM_MIN_HARMONICS = 2
+"""...and its base needs this many such harmonics that are not multiples of the other base as well (one tone on
+the grid is more likely a note)."""
+HUM_MIN_WINDOWS = 2
+"""A block (the last one may be short) is measured only when it holds this many 1-second windows (1.5 s):
+with one window there is nothing to tell steady hum from a held note.  Shorter inputs are not searched."""
 
 
 def stft_power_scale(n_fft: int) -> float:
@@ -64,18 +101,66 @@ def stft_power_scale(n_fft: int) -> float:
     return float((sqrt_hann(n_fft).sum() / 2) ** 2)
 
 
+class HumModel:
+    """Mains hum as harmonics of slowly varying amplitude and phase, to subtract sample by sample.
+
+    Args:
+        frequencies: the harmonics, Hz (K,).
+        sample_rate: Hz.
+        centres: absolute sample index of each measured block's centre (M,), increasing.
+        amplitudes: complex amplitude of each harmonic per channel and block (channels, M, K), phase relative to
+            sample 0: the hum near block m is Re(sum_k a[m, k] exp(2 pi i f_k n / rate)).  Between centres the
+            amplitudes are interpolated linearly, before the first and after the last held.
+    """
+
+    def __init__(self, frequencies: np.ndarray, sample_rate: float, centres: np.ndarray,
+                 amplitudes: np.ndarray) -> None:
+        self.frequencies = np.asarray(frequencies, np.float64)
+        self.sample_rate = float(sample_rate)
+        self.centres = np.asarray(centres, np.float64)
+        self.amplitudes = np.asarray(amplitudes, complex)
+
+    def synthesize(self, start: int, count: int) -> np.ndarray:
+        """The hum at absolute samples [start, start + count): float64 (channels, count)."""
+        n = np.arange(start, start + count, dtype=np.float64)
+        position = np.clip(np.interp(n, self.centres, np.arange(len(self.centres))), 0, len(self.centres) - 1)
+        lower = np.minimum(position.astype(np.int64), len(self.centres) - 1)
+        upper = np.minimum(lower + 1, len(self.centres) - 1)
+        fraction = (position - lower)[None, :, None]
+        amplitude = (1 - fraction) * self.amplitudes[:, lower] + fraction * self.amplitudes[:, upper]
+        # phase by whole periods first: n x f in float64 keeps micro-radian precision for days of audio
+        cycles = np.outer(n, self.frequencies) / self.sample_rate
+        carrier = np.exp(2j * np.pi * (cycles - np.floor(cycles)))
+        return np.einsum("cnk,nk->cn", amplitude, carrier).real
+
+    def describe(self) -> str:
+        bases = sorted({base for base in HUM_BASES_HZ if np.any(self.frequencies % base == 0)})
+        level = 20 * math.log10(max(float(np.abs(self.amplitudes).max()), 1e-12))
+        return (f"mains hum at {'/'.join(f'{b:g}' for b in bases)} Hz ({len(self.frequencies)} harmonics, "
+                f"strongest {level:.0f} dBFS peak)")
+
+
 class NoiseProfiler:
     """Accumulates per-bin histograms of frame power (dB of the unscaled sqrt-Hann rfft) over non-overlapping
     frames of ``n_fft`` samples; :meth:`profile` gives the noise power per bin, :meth:`noise_found` the verdict."""
 
-    def __init__(self, n_fft: int) -> None:
+    def __init__(self, n_fft: int, sample_rate: float) -> None:
         self.n_fft = n_fft
+        self.sample_rate = float(sample_rate)
         self.window = sqrt_hann(n_fft)
         self.levels = int((HIST_HIGH_DB - HIST_LOW_DB) / HIST_STEP_DB)
         self.bins = n_fft // 2 + 1
         self.counts = np.zeros((self.bins, self.levels), np.int64)
         self.frames = 0
         self._carry: np.ndarray | None = None
+        self.hum_block = int(round(HUM_BLOCK_S * self.sample_rate))
+        self.hum_candidates = np.unique([k * base for base in HUM_BASES_HZ
+                                         for k in range(1, int(HUM_MAX_HZ / base) + 1)])
+        self._hum_power = np.zeros(self.hum_block // 2 + 1)
+        self._hum_blocks: list[np.ndarray] = []  # per block: (channels, candidates) complex amplitudes
+        self._hum_steady = np.zeros(len(self.hum_candidates))  # power of the windows' median amplitude
+        self._hum_unsteady = np.zeros(len(self.hum_candidates))  # mean power of the windows' deviations from it
+        self._hum_carry: np.ndarray | None = None
 
     def add(self, block: np.ndarray) -> None:
         """Add (channels, n) audio; samples short of a whole frame wait for the next block."""
@@ -86,6 +171,39 @@ class NoiseProfiler:
             power = np.abs(np.fft.rfft(frames * self.window, axis=-1)) ** 2
             self.add_power(power.reshape(-1, self.bins))
         self._carry = data[:, usable:]
+        data = block if self._hum_carry is None else np.concatenate([self._hum_carry, block], axis=1)
+        for start in range(0, data.shape[1] // self.hum_block * self.hum_block, self.hum_block):
+            self._hum_blocks.append(self._hum_block(data[:, start:start + self.hum_block],
+                                                    len(self._hum_blocks) * self.hum_block))
+        self._hum_carry = data[:, data.shape[1] // self.hum_block * self.hum_block:]
+
+    def _hum_block(self, audio: np.ndarray, start: int) -> np.ndarray:
+        """Complex amplitudes (channels, candidates) of the hum candidates in the block of ``audio`` starting at
+        absolute sample ``start``, phase relative to sample 0; adds the block's power spectrum (Hann window, 0.5 Hz
+        bins) to the sum used for detection.
+
+        A note or a kick drum on a hum frequency would bias a projection over the whole block, so the block is
+        cut into half-overlapping Hann windows of half a block (1 Hz resolution: a note 2 Hz from a harmonic
+        stays out of it) and each harmonic's amplitude is the median (real and imaginary parts) over them:
+        steady hum gives the same complex amplitude in every window, music a different one in some."""
+        data = audio.astype(np.float64)
+        spectra = np.fft.rfft(data * np.hanning(data.shape[1]), n=self.hum_block, axis=-1)
+        self._hum_power += (spectra.real ** 2 + spectra.imag ** 2).sum(axis=0)
+        size = min(self.hum_block // 2, data.shape[1])
+        starts = np.arange(0, data.shape[1] - size + 1, max(size // 2, 1))
+        window = np.hanning(size)
+        frames = np.lib.stride_tricks.sliding_window_view(data, size, axis=1)[:, starts] * window
+        bins = self.hum_candidates * size / self.sample_rate
+        if np.allclose(bins, np.rint(bins)):  # a window holds whole periods of every candidate
+            values = np.fft.rfft(frames, axis=-1)[..., np.rint(bins).astype(np.int64)]
+        else:
+            values = frames @ np.exp(-2j * np.pi * np.outer(np.arange(size), self.hum_candidates) / self.sample_rate)
+        cycles = np.outer(start + starts, self.hum_candidates) / self.sample_rate
+        absolute = values * np.exp(-2j * np.pi * (cycles - np.floor(cycles)))[None]  # (channels, windows, K)
+        median = np.median(absolute.real, axis=1) + 1j * np.median(absolute.imag, axis=1)
+        self._hum_steady += (np.abs(median) ** 2).sum(axis=0)
+        self._hum_unsteady += np.mean(np.abs(absolute - median[:, None]) ** 2, axis=1).sum(axis=0)
+        return 2 * median / float(window.sum())
 
     def add_power(self, power: np.ndarray) -> None:
         """Add frame powers (frames, bins) directly (the fit uses this on its own frames)."""
@@ -101,17 +219,81 @@ class NoiseProfiler:
         index = np.argmax(cumulative >= q * cumulative[:, -1:], axis=1)
         return HIST_LOW_DB + (index + 0.5) * HIST_STEP_DB
 
-    def profile(self) -> np.ndarray:
-        """Noise power per bin (unscaled rfft power), from the 10th percentile; zeros before any frame."""
+    def floor_profile(self) -> np.ndarray:
+        """Stationary power per bin (unscaled rfft power) from the 10th percentile, lines included; zeros before
+        any frame."""
         if self.frames == 0:
             return np.zeros(self.bins)
         return 10 ** (self.quantile_db(QUANTILE) / 10) / -math.log(1 - QUANTILE)
+
+    def _lines(self) -> tuple[np.ndarray, np.ndarray]:
+        """(boolean mask of the bins taken for stationary lines, the floor around each bin in dB); see the
+        module docstring."""
+        level = 10 * np.log10(self.floor_profile() + 1e-30)
+        padded = np.pad(level, LINE_REACH, mode="edge")
+        floor = np.percentile(np.lib.stride_tricks.sliding_window_view(padded, 2 * LINE_REACH + 1), 25, axis=1)
+        lines = np.pad(level > floor + LINE_DB, LINE_SKIRT)
+        near_line = np.lib.stride_tricks.sliding_window_view(lines, 2 * LINE_SKIRT + 1).any(axis=1)
+        return near_line & (level > floor), floor
+
+    def profile(self) -> np.ndarray:
+        """Noise power per bin: :meth:`floor_profile` with its stationary lines (see the module docstring)
+        replaced by the floor around them."""
+        raw = self.floor_profile()
+        if self.frames == 0:
+            return raw
+        lines, floor = self._lines()
+        return np.where(lines, 10 ** (floor / 10), raw)
+
+    def hum(self) -> HumModel | None:
+        """The mains hum found in everything added so far (see the module docstring), or None."""
+        blocks = list(self._hum_blocks)
+        saved = self._hum_power.copy(), self._hum_steady.copy(), self._hum_unsteady.copy()
+        carry = self._hum_carry
+        if carry is not None and carry.shape[1] >= (HUM_MIN_WINDOWS + 1) * self.hum_block // 4:
+            blocks.append(self._hum_block(carry, len(blocks) * self.hum_block))
+        elif not blocks:
+            return None
+        power, steady, unsteady = self._hum_power, self._hum_steady, self._hum_unsteady
+        self._hum_power, self._hum_steady, self._hum_unsteady = saved  # the carry may grow: sums as they were
+        hz = self.sample_rate / self.hum_block
+        found = []
+        for index, frequency in enumerate(self.hum_candidates):
+            centre = frequency / hz
+            near = np.arange(math.ceil(centre - 1 / hz), math.floor(centre + 1 / hz) + 1)
+            ring = np.concatenate([np.arange(math.ceil(centre - 6 / hz), math.floor(centre - 2 / hz) + 1),
+                                   np.arange(math.ceil(centre + 2 / hz), math.floor(centre + 6 / hz) + 1)])
+            if ring.min() < 0 or ring.max() >= len(power):
+                continue
+            top = near[np.argmax(power[near])]
+            if (abs(top - centre) * hz <= HUM_TOLERANCE_HZ
+                    and power[top] >= np.median(power[ring]) * 10 ** (HUM_PEAK_DB / 10)
+                    and steady[index] >= unsteady[index] * 10 ** (HUM_STEADY_DB / 10)):
+                found.append(index)
+        # a multiple of both bases (300 Hz, 600 Hz, ...) says nothing about which one is there
+        shared = np.all([self.hum_candidates % base == 0 for base in HUM_BASES_HZ], axis=0)
+        bases = [base for base in HUM_BASES_HZ
+                 if sum(self.hum_candidates[i] % base == 0 and not shared[i] for i in found) >= HUM_MIN_HARMONICS]
+        keep = [i for i in found if any(self.hum_candidates[i] % base == 0 for base in bases)]
+        if not keep:
+            return None
+        starts = np.arange(len(blocks)) * self.hum_block
+        lengths = np.full(len(blocks), self.hum_block)
+        lengths[-1] = self.hum_block if len(blocks) == len(self._hum_blocks) else carry.shape[1]
+        amplitudes = np.stack(blocks, axis=1)[:, :, keep]  # (channels, blocks, harmonics)
+        return HumModel(self.hum_candidates[keep], self.sample_rate, starts + lengths / 2, amplitudes)
 
     def spread_db(self) -> np.ndarray:
         """Per bin, median minus 10th percentile of the frame power, dB: about 8 for a noise-dominated bin."""
         if self.frames == 0:
             return np.zeros(self.bins)
         return self.quantile_db(0.5) - self.quantile_db(QUANTILE)
+
+    def line_bins(self) -> np.ndarray:
+        """Boolean mask of the bins taken for stationary lines (music: see the module docstring)."""
+        if self.frames == 0:
+            return np.zeros(self.bins, bool)
+        return self._lines()[0]
 
     def noise_found(self) -> tuple[bool, float, float]:
         """(verdict, share of noise-dominated bins, noise level dBFS): stationary noise above -85 dBFS in at
@@ -121,7 +303,7 @@ class NoiseProfiler:
         spread = self.quantile_db(0.5) - self.quantile_db(QUANTILE)
         low = max(1, int(100 / 48000 * self.n_fft))
         share = float(np.mean(spread[low:] <= STATIONARY_SPREAD_DB))
-        noise = self.profile()
+        noise = self.floor_profile()
         level = 10 * math.log10(max(float(noise[low:].sum()) / stft_power_scale(self.n_fft) / 2, 1e-20))
         return share >= NOISE_FOUND_SHARE and level >= NOISE_FOUND_DBFS, share, level
 
@@ -227,7 +409,14 @@ class Denoise(SpectralRestorer):
         self.noise_level_dbfs = -200.0
         """Level of that noise (dBFS, all bins above 100 Hz) from the last analysis."""
         self.noise_spread: np.ndarray | None = None
+        self.line_bins: np.ndarray | None = None
+        """Bins of stationary lines that are not hum (held notes) in the last analysis."""
+        self.stationary_profile: np.ndarray | None = None
+        """The 10th-percentile power per bin with its stationary lines in (what spectral subtraction uses)."""
+        self.hum: HumModel | None = None
+        """The mains hum the last analysis found (subtracted before the gain), or None."""
         self._profile_rate: float | None = None
+        self._position = 0
         self._arrays: dict[str, np.ndarray] = {}
 
     def __repr__(self) -> str:
@@ -255,7 +444,7 @@ class Denoise(SpectralRestorer):
     def analyze_input(self, source: Path | np.ndarray, sample_rate: float) -> list[str]:
         self.check_rate(sample_rate)
         n_fft, _ = stft_size(sample_rate)
-        profiler = NoiseProfiler(n_fft)
+        profiler = NoiseProfiler(n_fft, sample_rate)
         if isinstance(source, np.ndarray):
             audio = np.atleast_2d(source)
             for start in range(0, audio.shape[1], 1 << 16):
@@ -268,6 +457,9 @@ class Denoise(SpectralRestorer):
                 profiler.add(block)
         self.noise_profile = profiler.profile() if profiler.frames else None
         self.noise_spread = profiler.spread_db()
+        self.stationary_profile = profiler.floor_profile() if profiler.frames else None
+        self.line_bins = profiler.line_bins()
+        self.hum = profiler.hum() if self.amount_db > 0 else None
         self._profile_rate = float(sample_rate)
         found, share, level = profiler.noise_found()
         self.noise_found = found
@@ -276,16 +468,29 @@ class Denoise(SpectralRestorer):
         if self.noise_profile is None:
             return ["denoise: input shorter than one frame: passed through"]
         verdict = "stationary noise" if found else "little stationary noise"
-        return [f"denoise: {verdict} at {level:.0f} dBFS ({share:.0%} of bins noise-dominated); "
-                f"reduced by at most {self.amount_db:g} dB"]
+        notes = [f"denoise: {verdict} at {level:.0f} dBFS ({share:.0%} of bins noise-dominated); "
+                 f"reduced by at most {self.amount_db:g} dB"]
+        if self.hum is not None:
+            notes.append(f"denoise: {self.hum.describe()}: subtracted")
+        return notes
 
     # -- frames --------------------------------------------------------------------------------------------------
     def _prepare_frames(self, sample_rate: float, num_channels: int, n_fft: int, hop: int) -> None:
         if self._profile_rate is not None and self._profile_rate != sample_rate:
-            self.noise_profile = None  # a profile is only valid at the rate it was measured at
+            self.noise_profile = self.hum = None  # a profile is only valid at the rate it was measured at
         if self.noise_profile is not None and self.amount_db > 0:
             self._arrays = {name: value.astype(np.float32)
                             for name, value in load_weights(self.model_path, ARCHITECTURE)[0].items()}
+
+    def _reset_frames(self) -> None:
+        self._position = 0
+
+    def _process_block(self, audio: np.ndarray, sample_rate: float) -> np.ndarray:
+        if self.hum is not None and self.noise_profile is not None:
+            hum = self.hum.synthesize(self._position, audio.shape[1])
+            audio = (audio - hum[: audio.shape[0]]).astype(np.float32)
+        self._position += audio.shape[1]
+        return super()._process_block(audio, sample_rate)
 
     def _process_frames(self, spectra: np.ndarray, context: FrameContext) -> np.ndarray:
         count = spectra.shape[2] - LOOKBEHIND - LOOKAHEAD
@@ -298,5 +503,12 @@ class Denoise(SpectralRestorer):
             power = spectra[channel].real ** 2 + spectra[channel].imag ** 2
             features = gain_features(gamma_db(power, self.noise_profile), context.sample_rate, self.noise_spread)
             gain = np.maximum(mlp_gain(features, self._arrays), floor)
+            if self.line_bins is not None and self.line_bins.any():
+                # a held note's bins: the network sees a steady bin and leans towards "noise" (residual hum is
+                # steady too); there the plain subtraction of the floor around the note decides instead
+                lines = self.line_bins
+                held = spectral_subtraction_gain(power[lines, LOOKBEHIND:LOOKBEHIND + count],
+                                                 self.noise_profile[lines], floor)
+                gain[lines] = np.maximum(gain[lines], held)
             out[channel] = centre[channel] * gain
         return out

@@ -642,9 +642,15 @@ class InProcessExecutor:
         """Nothing to release: the chain belongs to the caller."""
 
     def run(self, queue: WorkQueue, on_outcome: OnOutcome, stop: threading.Event) -> None:
-        while not stop.is_set() and (item := queue.pop()) is not None:
-            progress = functools.partial(self.file_progress, item.index) if self.file_progress else None
-            on_outcome(item, self.renderer.render(item, stop.is_set, progress))
+        from threadpoolctl import threadpool_limits
+
+        # One limit for the whole run: the file runner limits BLAS to one thread per file as well, but
+        # lifting that limit between files woke OpenBLAS's idle threads, which spun: 200 short files took
+        # 6.4 s of wall and 11 s of CPU instead of 4.5 s and 5.7 s.
+        with threadpool_limits(limits=1, user_api="blas"):
+            while not stop.is_set() and (item := queue.pop()) is not None:
+                progress = functools.partial(self.file_progress, item.index) if self.file_progress else None
+                on_outcome(item, self.renderer.render(item, stop.is_set, progress))
 
 
 _pool_renderer: Renderer | None = None

@@ -122,6 +122,12 @@ class HumModel:
 
     def synthesize(self, start: int, count: int) -> np.ndarray:
         """The hum at absolute samples [start, start + count): float64 (channels, count)."""
+        piece = 8192  # bounds the (channels, samples, harmonics) temporaries
+        return np.concatenate([self._synthesize(first, min(piece, start + count - first))
+                               for first in range(start, start + count, piece)] or
+                              [np.zeros((self.amplitudes.shape[0], 0))], axis=1)
+
+    def _synthesize(self, start: int, count: int) -> np.ndarray:
         n = np.arange(start, start + count, dtype=np.float64)
         position = np.clip(np.interp(n, self.centres, np.arange(len(self.centres))), 0, len(self.centres) - 1)
         lower = np.minimum(position.astype(np.int64), len(self.centres) - 1)

@@ -38,6 +38,12 @@ Progress = Callable[[float], None]
 """Called with the seconds of input audio processed so far (the CLI draws the bar)."""
 
 TRUE_PEAK_CEILING_DBTP = -1.0
+LIMITER_MAKEUP_MAX_DB = 3.0
+"""Where the true-peak limiter takes loudness away, the gain is raised by what it took (measured, at most this
+much), so the file lands on the target instead of under it."""
+LOUDNESS_TOLERANCE_LU = 0.05
+LIMITER_MEASURES = 3
+"""At most this many extra metering passes (scratch file -> gain -> limiter -> meter) to find that gain."""
 
 
 @dataclass(frozen=True)
@@ -320,9 +326,41 @@ class _Render:
             writer.discard()
             raise
 
+    def _finish(self, scratch: AudioInfo, gain_db: float, limited: bool = True) -> _Render:
+        """The second pass over the scratch file: the gain, then (``limited``) the true-peak limiter."""
+        finish = Chain([pedalboard.Gain(gain_db)])
+        if limited:
+            finish.append(pedalboard.BrickwallLimiter(ceiling_db=TRUE_PEAK_CEILING_DBTP, true_peak=True))
+        return _Render(finish, scratch, RunOptions(block=self.options.block, overlap_io=self.options.overlap_io), None)
+
+    def _limited_gain(self, scratch: AudioInfo, gain_db: float, target_lufs: float) -> float:
+        """The gain that brings the limited second pass nearest ``target_lufs``: metering passes over the scratch
+        file (at most :data:`LIMITER_MEASURES`), secant steps on loudness(gain) from ``gain_db`` (the first
+        assumes 1 LU per dB; a limiter gives less), at most :data:`LIMITER_MAKEUP_MAX_DB` above it.  The best
+        gain measured wins: on very peaky material more gain into the limiter can even lower the loudness."""
+        highest = gain_db + LIMITER_MAKEUP_MAX_DB
+        tried: list[tuple[float, float]] = []  # (gain, loudness reached)
+        for _ in range(LIMITER_MEASURES):
+            meter = LoudnessMeter(self.info.sample_rate, self.info.channels, true_peak=False)
+            self._finish(scratch, gain_db).run(meter.add)
+            reached = meter.integrated_lufs()
+            if not math.isfinite(reached):
+                break
+            tried.append((gain_db, reached))
+            if abs(target_lufs - reached) <= LOUDNESS_TOLERANCE_LU:
+                break
+            slope = 1.0
+            if len(tried) > 1 and tried[-1][0] != tried[-2][0]:
+                slope = min(max((tried[-1][1] - tried[-2][1]) / (tried[-1][0] - tried[-2][0]), 0.1), 1.0)
+            gain_db = min(gain_db + (target_lufs - reached) / slope, highest)
+            if gain_db == tried[-1][0]:
+                break
+        return min(tried, key=lambda t: abs(target_lufs - t[1]))[0] if tried else gain_db
+
     def normalized(self, path: Path, fmt: OutputFormat, target_lufs: float) -> tuple[_Written, dict[str, Any]]:
         """Two passes: render to a float scratch file while metering loudness and true peak; then apply the
-        gain, and where that would push the true peak over the ceiling, a true-peak brickwall limiter."""
+        gain, and where that would push the true peak over the ceiling, a true-peak brickwall limiter.  The
+        limiter lowers the loudness it was given, so then the gain is chosen by :meth:`_limited_gain`."""
         scratch_path = path.with_name(f".{path.name}.pass1.rf64")  # RF64: no 4 GB limit
         try:
             first_meter = LoudnessMeter(self.info.sample_rate, self.info.channels, true_peak=True)
@@ -331,15 +369,12 @@ class _Render:
             gain_db = target_lufs - before if math.isfinite(before) else 0.0
             peak_safe_db = loudness_gain_db(before, first_meter.true_peak_dbtp(), target_lufs, TRUE_PEAK_CEILING_DBTP)
             limited = gain_db > peak_safe_db + 0.01
-            finish = Chain([pedalboard.Gain(gain_db)])
+            scratch = probe_audio(scratch_path)
             if limited:
-                finish.append(pedalboard.BrickwallLimiter(ceiling_db=TRUE_PEAK_CEILING_DBTP, true_peak=True))
+                gain_db = self._limited_gain(scratch, gain_db, target_lufs)
             meter = LoudnessMeter(self.info.sample_rate, self.info.channels, true_peak=False)
             writer = AtomicAudioWriter(path, fmt, self.info.sample_rate, self.info.channels)
-            second = _Render(
-                finish, probe_audio(scratch_path),
-                RunOptions(block=self.options.block, overlap_io=self.options.overlap_io), None,
-            )
+            second = self._finish(scratch, gain_db, limited)
 
             def sink(block: np.ndarray) -> None:
                 meter.add(block)

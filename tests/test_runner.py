@@ -50,6 +50,24 @@ def test_loudness_target_is_met_and_true_peak_stays_under_ceiling(tmp_path, song
     assert not list(tmp_path.glob(".*"))  # no scratch or partial files left
 
 
+def test_a_limited_file_still_lands_on_the_target(tmp_path):
+    # music with sharp peaks: -8 LUFS needs far more gain than the -1 dBTP ceiling allows, the true-peak
+    # limiter takes loudness away with the peaks, and the gain is raised by what it took
+    audio = music_like(8.0)
+    audio[:, :: SR] = 0.95
+    song = tmp_path / "peaky.wav"
+    sf.write(song, audio.T, SR, subtype="FLOAT")
+    out = tmp_path / "out.wav"
+    summary = process_file(Chain([pedalboard.Gain(0)], loudness_lufs=-8.0), song, out, RunOptions())
+    data, rate = sf.read(out, dtype="float32")
+    meter = LoudnessMeter(rate, 2)
+    meter.add(np.ascontiguousarray(data.T))
+    assert summary.true_peak_limited
+    assert pyloudnorm.Meter(rate).integrated_loudness(data.astype(np.float64)) == pytest.approx(-8.0, abs=0.1)
+    assert meter.true_peak_dbtp() <= -1.0 + 0.05
+    assert summary.normalization_gain_db > -8.0 - summary.lufs_before_normalization  # more than the plain gain
+
+
 def test_true_peak_ceiling_limits_the_gain(tmp_path):
     # A sparse, very peaky signal: reaching -5 LUFS would need far more headroom than it has.
     clicks = np.zeros((2, SR * 4), np.float32)

@@ -114,9 +114,10 @@ class ModelInfo:
             f"  kind             {runs}",
             f"  sample rate      {_number(rate)} Hz" if rate else "  sample rate      not stated",
             f"  latency          {duration(self.latency)}",
-            f"  receptive field  {duration(self.receptive_field)}",
-            f"  training data    {self.training.get('data') or 'not recorded'}",
         ]
+        if self.kind == "emulator":  # a restorer looks at the whole file (analysis) and its frames' context
+            lines.append(f"  receptive field  {duration(self.receptive_field)}")
+        lines.append(f"  training data    {self.training.get('data') or 'not recorded'}")
         seed, seconds = self.training.get("seed"), self.training.get("duration_s")
         if seed is not None or seconds is not None:
             seed_text = f"seed {seed}" if seed is not None else "seed not recorded"

@@ -39,6 +39,9 @@ def test_shipped_weights_exist_and_describe_their_training() -> None:
     assert info.kind == "restorer" and info.architecture == "declip-ar"
     assert info.training["data"] and info.training["test"] and info.metrics["test"]
     assert not set(info.training["data"]) & set(info.training["test"])
+    text = info.describe()
+    assert "latency          5440 samples" in text
+    assert "receptive field" not in text  # an emulator's notion; a restorer analyses the whole file
 
 
 @pytest.mark.parametrize("over_db", [3.0, 6.0])

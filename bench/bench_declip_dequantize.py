@@ -10,7 +10,8 @@ interpolation across each clipped run; for hold, linear interpolation and the wi
 between the true samples.  Speed: one-shot ``process`` (analysis included) under a 1-thread BLAS limit, as the
 file runner runs it, audio seconds per wall second.
 
-Writes the ``declip-dequantize`` section of bench/RESULTS.md and bench/declip_spectrogram.png.
+Writes the ``declip-dequantize`` section of bench/RESULTS.md, bench/declip_spectrogram.png and
+bench/dequantize_spectrogram.png.
 Run: ``.venv/bin/python bench/bench_declip_dequantize.py`` (about 2–4 minutes on the shared 2-core machine).
 """
 
@@ -137,6 +138,8 @@ def main() -> int:
         summary[f"clip:{over_db:g}"] = {"snr_gain_db": gain, "speed_x": speed}
         sections.append(f"#### declip, `clip:{over_db:g}` ({over_db:g} dB over threshold)\n\n"
                         f"{table(results, speed)}\n\nSNR gain over the clipped input: **{gain:.2f} dB**")
+    hold_plot_done = False
+    plot_index = next((i for i, p in enumerate(files) if p.name.startswith("loop")), 0)
     for factor in (3, 4, 6):
         rows = {}
         seconds = 0.0
@@ -154,6 +157,11 @@ def main() -> int:
             for name, out in (("passthrough (staircase)", damaged), ("linear interpolation", linear),
                               ("windowed sinc", sinc), ("dequantize", repaired)):
                 rows.setdefault(name, []).append(metrics(clean, out))
+            if factor == 4 and not hold_plot_done and clean is clips[plot_index]:
+                spectrogram_png(BENCH / "dequantize_spectrogram.png",
+                                {"clean": clean, f"held by {factor} (staircase)": damaged, "dequantized": repaired},
+                                SR, title=f"{files[plot_index].name}: hold by {factor}")
+                hold_plot_done = True
         results = mean_rows(rows)
         speed = total_s / seconds
         summary[f"hold:{factor}"] = {"snr_gain_db": results["dequantize"]["snr_db"]
@@ -184,7 +192,8 @@ def main() -> int:
         + f"({summary['clip:6']['snr_gain_db']:.2f} dB)\n"
         + f"- goal \">= 30x real time\": {yes_no(goal_speed)} (slowest case "
         + f"{min(v['speed_x'] for v in summary.values()):.1f}x, one thread)\n"
-        + "- spectrogram: `bench/declip_spectrogram.png`\n\n" + "\n\n".join(sections)
+        + "- spectrograms: `bench/declip_spectrogram.png` (clip:6), `bench/dequantize_spectrogram.png` (hold:4)\n\n"
+        + "\n\n".join(sections)
     )
     replace_section("declip-dequantize", body)
     print(body)

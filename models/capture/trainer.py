@@ -173,17 +173,21 @@ def validation_predictor(pair: Pair, device: torch.device, warmup_s: float = 1.0
     return predict, pair.wet[start:end]
 
 
-def fir_correlations(x: np.ndarray, y: np.ndarray, taps: int, warmup: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """``(autocorrelation, cross-correlation)`` (taps,) each, the normal equations of :func:`fit_fir_impulse`;
-    sums over rows, so they can be added up over chunks of rows."""
-    x64, y64 = np.atleast_2d(x).astype(np.float64), np.atleast_2d(y).astype(np.float64)
-    size = 1 << int(np.ceil(np.log2(x64.shape[1] + taps)))
-    span, target = np.zeros_like(x64), np.zeros_like(x64)
-    span[:, warmup:], target[:, warmup:] = x64[:, warmup:], y64
-    conj_x = np.conj(np.fft.rfft(x64, size))
-    auto = np.fft.irfft((np.fft.rfft(span, size) * conj_x).sum(axis=0), size)[:taps]
-    cross = np.fft.irfft((np.fft.rfft(target, size) * conj_x).sum(axis=0), size)[:taps]
-    return auto, cross
+def fir_correlations(x: np.ndarray, y: np.ndarray, taps: int, warmup: int = 0, chunk: int = 32
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """``(autocorrelation, cross-correlation)`` (taps,) each, the normal equations of :func:`fit_fir_impulse`:
+    sums over rows (taken ``chunk`` at a time, so memory stays bounded), which callers can add up further."""
+    x, y = np.atleast_2d(x), np.atleast_2d(y)
+    size = 1 << int(np.ceil(np.log2(x.shape[1] + taps)))
+    auto_spectrum = cross_spectrum = 0.0
+    for first in range(0, len(x), chunk):
+        x64 = x[first:first + chunk].astype(np.float64)
+        span, target = np.zeros_like(x64), np.zeros_like(x64)
+        span[:, warmup:], target[:, warmup:] = x64[:, warmup:], y[first:first + chunk]
+        conj_x = np.conj(np.fft.rfft(x64, size))
+        auto_spectrum = auto_spectrum + (np.fft.rfft(span, size) * conj_x).sum(axis=0)
+        cross_spectrum = cross_spectrum + (np.fft.rfft(target, size) * conj_x).sum(axis=0)
+    return np.fft.irfft(auto_spectrum, size)[:taps], np.fft.irfft(cross_spectrum, size)[:taps]
 
 
 def fit_fir_impulse(x: np.ndarray, y: np.ndarray, taps: int, warmup: int = 0) -> np.ndarray:

@@ -26,6 +26,8 @@ Method (per channel, on the frames of :class:`pedalchain.effects.restorers.stft.
    noise-like the bin is over the whole input (:func:`gain_features`).
 4. A small MLP (12 -> 24 -> 12 -> 1, ReLU, sigmoid output; numpy) maps them to a gain in 0..1, trained on clean
    music with added noise (``models/restore/fit_denoise.py``) to minimise |g X - S|^2 (the phase-sensitive mask).
+   On the bins of a held note (a line of step 2) the gain is at least the plain subtraction gain against the
+   floor around it: the network sees a steady bin and leans towards "noise", as residual hum is steady too.
 5. The gain is floored at ``-amount_db`` (default 12 dB): the restorer never attenuates anything -- a quiet
    passage included -- by more than that, so it cannot gate music to silence; ``amount_db: 0`` passes through
    (hum included).

@@ -42,8 +42,8 @@ LIMITER_MAKEUP_MAX_DB = 3.0
 """Where the true-peak limiter takes loudness away, the gain is raised by what it took (measured, at most this
 much), so the file lands on the target instead of under it."""
 LOUDNESS_TOLERANCE_LU = 0.05
-LIMITER_MEASURES = 3
-"""At most this many extra metering passes (scratch file -> gain -> limiter -> meter) to find that gain."""
+LIMITER_PROBE_DB = 1.0
+"""The second gain tried in the metering pass, above the plain one: the two readings give loudness(gain)."""
 
 
 @dataclass(frozen=True)
@@ -334,28 +334,27 @@ class _Render:
         return _Render(finish, scratch, RunOptions(block=self.options.block, overlap_io=self.options.overlap_io), None)
 
     def _limited_gain(self, scratch: AudioInfo, gain_db: float, target_lufs: float) -> float:
-        """The gain that brings the limited second pass nearest ``target_lufs``: metering passes over the scratch
-        file (at most :data:`LIMITER_MEASURES`), secant steps on loudness(gain) from ``gain_db`` (the first
-        assumes 1 LU per dB; a limiter gives less), at most :data:`LIMITER_MAKEUP_MAX_DB` above it.  The best
-        gain measured wins: on very peaky material more gain into the limiter can even lower the loudness."""
-        highest = gain_db + LIMITER_MAKEUP_MAX_DB
-        tried: list[tuple[float, float]] = []  # (gain, loudness reached)
-        for _ in range(LIMITER_MEASURES):
-            meter = LoudnessMeter(self.info.sample_rate, self.info.channels, true_peak=False)
-            self._finish(scratch, gain_db).run(meter.add)
-            reached = meter.integrated_lufs()
-            if not math.isfinite(reached):
-                break
-            tried.append((gain_db, reached))
-            if abs(target_lufs - reached) <= LOUDNESS_TOLERANCE_LU:
-                break
-            slope = 1.0
-            if len(tried) > 1 and tried[-1][0] != tried[-2][0]:
-                slope = min(max((tried[-1][1] - tried[-2][1]) / (tried[-1][0] - tried[-2][0]), 0.1), 1.0)
-            gain_db = min(gain_db + (target_lufs - reached) / slope, highest)
-            if gain_db == tried[-1][0]:
-                break
-        return min(tried, key=lambda t: abs(target_lufs - t[1]))[0] if tried else gain_db
+        """The gain that brings the limited second pass to ``target_lufs``.  One metering pass over the scratch
+        file runs the limiter at ``gain_db`` and, on a second thread, at :data:`LIMITER_PROBE_DB` more; the
+        loudness they reach gives the slope (a limiter gives less than 1 LU per dB) for one linear step,
+        at most :data:`LIMITER_MAKEUP_MAX_DB` above ``gain_db``."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        rate, channels = self.info.sample_rate, self.info.channels
+
+        def loudness_at(gain: float) -> float:
+            limiter = pedalboard.BrickwallLimiter(ceiling_db=TRUE_PEAK_CEILING_DBTP, true_peak=True)
+            meter = LoudnessMeter(rate, channels, true_peak=False)
+            for block in read_blocks(scratch, self.options.block):
+                meter.add(limiter.process(block * np.float32(10 ** (gain / 20)), rate, reset=False))
+            return meter.integrated_lufs()
+
+        with ThreadPoolExecutor(2) as pool:  # the limiter releases the GIL: the two readings cost about one
+            reached, probe = pool.map(loudness_at, (gain_db, gain_db + LIMITER_PROBE_DB))
+        if not (math.isfinite(reached) and math.isfinite(probe)) or abs(target_lufs - reached) <= LOUDNESS_TOLERANCE_LU:
+            return gain_db
+        slope = min(max((probe - reached) / LIMITER_PROBE_DB, 0.1), 1.0)
+        return min(gain_db + (target_lufs - reached) / slope, gain_db + LIMITER_MAKEUP_MAX_DB)
 
     def normalized(self, path: Path, fmt: OutputFormat, target_lufs: float) -> tuple[_Written, dict[str, Any]]:
         """Two passes: render to a float scratch file while metering loudness and true peak; then apply the

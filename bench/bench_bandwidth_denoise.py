@@ -48,7 +48,7 @@ MIN_S = 1.0
 CORPUS = Path.home() / ".cache" / "pedalchain" / "corpus" / "v1-seed0-midi20-synth5-44100"
 BANDWIDTH_DAMAGES = ("bandwidth:11000", "bandwidth:16000", "mp3:64", "mp3:128")
 SECTION = "bandwidth_denoise"
-ORACLE = "oracle Wiener mask, 12 dB floor (upper bound: knows the clean signal)"
+ORACLE = "oracle Wiener mask, 12 dB floor (knows the clean signal)"
 
 
 def test_files() -> list[Path]:
@@ -284,8 +284,10 @@ Goal (LSD-high ≥ 40 % lower than passthrough, below the noise fill, SNR within
 
 Noise kinds drawn: {"; ".join(kinds)}.
 Goal (≥ 6 dB SI-SDR gain at 10 dB input SNR, default `amount_db: 12`): {gain:+.2f} dB, {yes_no(gain >= 6.0)}.
-The oracle row bounds what any spectral gain with a 12 dB floor can reach on these files: {oracle_gain:+.2f} dB
-(denoise's hum subtraction, step 1 in `effects/restorers/denoise.py`, is not such a gain and not bound by it).
+The oracle row is the Wiener gain |S|^2 / (|S|^2 + |N|^2) from the known clean signal and noise, floored at 12 dB:
+{oracle_gain:+.2f} dB.  It is a reference, not a bound: the gain that minimises the error is Re(S Y*) / |Y|^2 (what
+denoise is trained for), and denoise's hum subtraction (step 1 in `effects/restorers/denoise.py`) is no gain at all;
+on files with hum denoise can beat it.
 Spectral subtraction uses the plain 10th-percentile profile (hum and held notes included), the classic way.
 
 ![denoise example](denoise_example.png)

@@ -17,14 +17,18 @@ Method (per channel, on the frames of :class:`pedalchain.effects.restorers.stft.
    stationary tones (a whine, a fan) count as music and are left in.
 2. Noise profile: per bin, a histogram of the frame powers (0.5 dB steps, all channels) gives the 10th
    percentile, which for noise alone (exponentially distributed power) is 0.105 x its mean; so noise power =
-   P10 / 0.105.  A held note is as stationary as hum, so stationary *lines* in that profile (bins over 6 dB
-   above the 25th percentile of the 13 around them, and 2 bins either side) are not taken for noise: they get
-   that floor instead.
+   P10 / 0.105.  The DC and Nyquist bins of a real signal are real, their noise power chi-squared with one
+   degree of freedom: there P10 is 0.0158 x the mean, and pure noise spreads 14.6 dB from P10 to the median
+   instead of 8.2 (:func:`noise_quantile_factor`; read as exponential, the rumble below 20 Hz was kept).
+   A held note is as stationary as hum, so stationary *lines* in that profile (bins over 6 dB above the 25th
+   percentile of the 13 around them, and 2 bins either side) are not taken for noise: they get that floor
+   instead.
 3. Per bin and frame, features of the a-posteriori SNR ``gamma = |X|^2 / noise`` in dB (clipped to -20..50):
-   at the bin in the two frames before, this one and the next (one frame of look-ahead), at the two bins on
-   either side, averaged over 17 bins, averaged over 4 frames x 3 bins, the bin's frequency and how
-   noise-like the bin is over the whole input (:func:`gain_features`).
-4. A small MLP (12 -> 24 -> 12 -> 1, ReLU, sigmoid output; numpy) maps them to a gain in 0..1, trained on clean
+   at the bin in the two frames before, this one and the next three (three frames of look-ahead: an onset is
+   seen coming), at the two bins on either side, averaged over 17 bins, averaged over those 6 frames x 3 bins
+   and over the 4 frames before them x 3 bins, the bin's frequency and how noise-like the bin is over the whole
+   input (:func:`gain_features`).
+4. A small MLP (15 -> 24 -> 12 -> 1, ReLU, sigmoid output; numpy) maps them to a gain in 0..1, trained on clean
    music with added noise (``models/restore/fit_denoise.py``) to minimise |g X - S|^2 (the phase-sensitive mask).
    On the bins of a held note (a line of step 2) the gain is at least the plain subtraction gain against the
    floor around it: the network sees a steady bin and leans towards "noise", as residual hum is steady too.
@@ -41,12 +45,13 @@ benchmarks compare against.
 from __future__ import annotations
 
 import math
+import statistics
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ...errors import ParameterError
+from ...errors import ModelFileError, ParameterError
 from . import resolve_model_param
 from .bandwidth import DEFAULT_WEIGHTS as _BANDWIDTH_WEIGHTS
 from .bandwidth import load_weights
@@ -64,7 +69,7 @@ NEIGHBOURS = 2
 """Bins on either side whose SNR is a feature."""
 WIDE = 8
 """Half-width (bins) of the wide SNR average."""
-LOOKBEHIND, LOOKAHEAD = 6, 1
+LOOKBEHIND, LOOKAHEAD = 6, 3
 NEAR = 2
 """Frames before this one whose SNR at the bin is a feature of its own (the older ones are averaged)."""
 FEATURES = 2 * NEIGHBOURS + NEAR + LOOKAHEAD + 6
@@ -146,6 +151,15 @@ class HumModel:
         level = 20 * math.log10(max(float(np.abs(self.amplitudes).max()), 1e-12))
         return (f"mains hum at {'/'.join(f'{b:g}' for b in bases)} Hz ({len(self.frequencies)} harmonics, "
                 f"strongest {level:.0f} dBFS peak)")
+
+
+def noise_quantile_factor(q: float, bins: int) -> np.ndarray:
+    """Per bin of an even-length rfft: the q-quantile of noise power over its mean.  Complex bins have exponential
+    power, -ln(1 - q); the real DC and Nyquist bins chi-squared power of one degree of freedom, z^2 with z the
+    (1 + q) / 2 quantile of the standard normal."""
+    factor = np.full(bins, -math.log(1 - q))
+    factor[[0, -1]] = statistics.NormalDist().inv_cdf((1 + q) / 2) ** 2
+    return factor
 
 
 class NoiseProfiler:
@@ -232,7 +246,7 @@ class NoiseProfiler:
         any frame."""
         if self.frames == 0:
             return np.zeros(self.bins)
-        return 10 ** (self.quantile_db(QUANTILE) / 10) / -math.log(1 - QUANTILE)
+        return 10 ** (self.quantile_db(QUANTILE) / 10) / noise_quantile_factor(QUANTILE, self.bins)
 
     def _lines(self) -> tuple[np.ndarray, np.ndarray]:
         """(boolean mask of the bins taken for stationary lines, the floor around each bin in dB); see the
@@ -292,10 +306,13 @@ class NoiseProfiler:
         return HumModel(self.hum_candidates[keep], self.sample_rate, starts + lengths / 2, amplitudes)
 
     def spread_db(self) -> np.ndarray:
-        """Per bin, median minus 10th percentile of the frame power, dB: about 8 for a noise-dominated bin."""
+        """Per bin, median minus 10th percentile of the frame power, dB, less what noise alone spreads beyond
+        a complex bin's 8.2 dB (the real DC and Nyquist bins spread 6.4 dB more): about 8 for a noise-dominated
+        bin."""
         if self.frames == 0:
             return np.zeros(self.bins)
-        return self.quantile_db(0.5) - self.quantile_db(QUANTILE)
+        excess = 10 * np.log10(noise_quantile_factor(0.5, self.bins) / noise_quantile_factor(QUANTILE, self.bins))
+        return self.quantile_db(0.5) - self.quantile_db(QUANTILE) - (excess - excess[1])
 
     def line_bins(self) -> np.ndarray:
         """Boolean mask of the bins taken for stationary lines (music: see the module docstring)."""
@@ -308,7 +325,7 @@ class NoiseProfiler:
         least 70 % of the bins above 100 Hz (a dense drum loop reaches about 60 %)."""
         if self.frames == 0:
             return False, 0.0, -200.0
-        spread = self.quantile_db(0.5) - self.quantile_db(QUANTILE)
+        spread = self.spread_db()
         low = max(1, int(100 / 48000 * self.n_fft))
         share = float(np.mean(spread[low:] <= STATIONARY_SPREAD_DB))
         noise = self.floor_profile()
@@ -324,8 +341,8 @@ def gamma_db(power: np.ndarray, noise: np.ndarray) -> np.ndarray:
 
 def gain_features(gamma: np.ndarray, sample_rate: float, spread_db: np.ndarray) -> np.ndarray:
     """Features (FEATURES, bins, F) float32 for the central frames of ``gamma`` (bins, LOOKBEHIND + F + LOOKAHEAD)
-    in dB: SNR at the bin over frames t-2..t+1, at bins k-2, k-1, k+1, k+2 in frame t, the 17-bin mean at t,
-    the mean over frames t-2..t+1 and bins k-1..k+1, the mean over frames t-6..t-3 and bins k-1..k+1,
+    in dB: SNR at the bin over frames t-2..t+3, at bins k-2, k-1, k+1, k+2 in frame t, the 17-bin mean at t,
+    the mean over frames t-2..t+3 and bins k-1..k+1, the mean over frames t-6..t-3 and bins k-1..k+1,
     the bin's spread (median minus 10th percentile of its power over the input, dB / 20: how far the profile
     can be trusted) and log2(f / 1 kHz) / 4.  SNRs are scaled by 1/20.  Feature-major, so that the network's
     layers are (units x FEATURES) @ (FEATURES x rows) products over contiguous rows."""
@@ -379,6 +396,20 @@ def spectral_subtraction_gain(power: np.ndarray, noise: np.ndarray, floor: float
     return np.sqrt(np.maximum(1.0 - ratio, floor ** 2))
 
 
+def check_features(path: Path) -> None:
+    """ModelFileError unless the gain network in ``path`` takes the features this version computes."""
+    from ...models.model_file import read_model_info
+
+    config = read_model_info(path).config
+    trained = (config.get("features"), config.get("lookahead"))
+    if trained != (FEATURES, LOOKAHEAD):
+        raise ModelFileError(
+            f"its gain network takes {trained[0]} features with {trained[1]} frames of look-ahead; this version "
+            f"computes {FEATURES} with {LOOKAHEAD}: retrain it with `chain train restorer --damage noise:DB`",
+            where=path,
+        )
+
+
 class Denoise(SpectralRestorer):
     """Learned spectral-gain denoiser with a floor; see the module docstring.
 
@@ -409,6 +440,8 @@ class Denoise(SpectralRestorer):
         self.amount_db = amount
         self.model_path = (DEFAULT_WEIGHTS if model is None
                            else resolve_model_param(model, f"{where}.model", base_dir, ARCHITECTURE))
+        if model is not None:
+            check_features(self.model_path)
         self._model_param = model
         self.noise_profile: np.ndarray | None = None
         """Noise power per bin from the last :meth:`analyze_input` (None: not analysed, pass through)."""

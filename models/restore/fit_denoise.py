@@ -5,7 +5,7 @@ damages at SNRs drawn from 0–25 dB (each of a drawn kind: white, pink, hum, mi
 :mod:`pedalchain.models.restore.damage`) -- measures the noise profile of each noisy clip exactly as the
 restorer does at run time (:class:`pedalchain.effects.restorers.denoise.NoiseProfiler` over the whole clip,
 mains hum subtracted),
-and fits the gain MLP (12 -> 24 -> 12 -> 1, ReLU, sigmoid) with Adam on the phase-sensitive loss
+and fits the gain MLP (15 -> 24 -> 12 -> 1, ReLU, sigmoid) with Adam on the phase-sensitive loss
 sum |g Y - S|^2 / sum |S|^2 per clip (Y noisy, S clean STFT), early-stopped on the validation clips.
 
 Torch is imported lazily and runs on one thread.

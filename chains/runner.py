@@ -114,13 +114,18 @@ class FileSummary:
         return {key: (None if isinstance(v, float) and not math.isfinite(v) else v) for key, v in asdict(self).items()}
 
     def line(self) -> str:
+        # integrated loudness gates 400 ms blocks: a shorter file has none, a silent one none above -70 LUFS
+        unmetered = "too short for loudness (< 0.4 s)" if self.duration_s < 0.4 else "silent"
         if self.lufs is None:
             lufs = "LUFS not measured"
         else:
-            lufs = f"{self.lufs:.1f} LUFS" if math.isfinite(self.lufs) else "silent"
+            lufs = f"{self.lufs:.1f} LUFS" if math.isfinite(self.lufs) else unmetered
         if self.lufs_before_normalization is not None:
             limiter = ", true-peak limited" if self.true_peak_limited else ""
-            lufs = f"{self.lufs_before_normalization:.1f} -> {lufs} ({self.normalization_gain_db:+.1f} dB{limiter})"
+            if math.isfinite(self.lufs_before_normalization):
+                lufs = f"{self.lufs_before_normalization:.1f} -> {lufs} ({self.normalization_gain_db:+.1f} dB{limiter})"
+            else:
+                lufs = f"{unmetered}: loudness left as it was"
         peak = f"{self.peak_dbfs:.1f} dBFS" if math.isfinite(self.peak_dbfs) else "-inf dBFS"
         analysis = f" [{'; '.join(self.analysis)}]" if self.analysis else ""
         return (

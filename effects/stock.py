@@ -76,7 +76,8 @@ class ParamSpec:
             raise ValueError(f"ParamSpec {self.name!r}: enum needs enum_type and a default among its choices")
 
     def range_text(self, sample_rate: float | None = None) -> str:
-        """The accepted range with units, e.g. ``"[1 Hz, 22050 Hz) (below Nyquist at 44100 Hz)"``."""
+        """The accepted range with units, e.g.
+        ``"[1 Hz, 22050 Hz) (below the Nyquist frequency of 44100 Hz audio)"``."""
         if self.kind == "enum":
             return "one of " + ", ".join(self.choices)
         if self.kind == "bool":
@@ -91,7 +92,7 @@ class ParamSpec:
                 nyquist = sample_rate / 2
                 if high_value is None or nyquist <= high_value:
                     high_value, high_excl = nyquist, True
-                    nyquist_note = f" (below Nyquist at {format_quantity(sample_rate, 'Hz')})"
+                    nyquist_note = f" (below the Nyquist frequency of {format_quantity(sample_rate, 'Hz')} audio)"
             else:
                 nyquist_note = " and below Nyquist (sample rate / 2)"
         high = "inf" if high_value is None else format_quantity(high_value, self.unit)

@@ -176,7 +176,7 @@ def test_cutoff_above_the_files_nyquist_is_refused(tmp_path, song):
     yaml_path = _bad_yaml(tmp_path, NYQUIST)
     result = run_cli("apply", str(yaml_path), str(song), cwd=tmp_path)
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert "bad.yaml:2" in result.stderr and "Nyquist at 44100 Hz" in result.stderr
+    assert "bad.yaml:2" in result.stderr and "Nyquist frequency of 44100 Hz audio" in result.stderr
     assert not (tmp_path / "song.bad.wav").exists()
 
 

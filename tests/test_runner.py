@@ -169,3 +169,19 @@ def test_output_does_not_depend_on_overlapped_io(tmp_path, song, loudness):
         outputs.append(sf.read(out, dtype="int32")[0])
     assert np.array_equal(outputs[0], outputs[1])
     assert not list(tmp_path.glob(".*"))
+
+
+@pytest.mark.parametrize("seconds, says", [(0.2, "too short for loudness (< 0.4 s)"), (1.0, "silent")])
+def test_unmeasurable_loudness_is_named_and_the_level_left_alone(tmp_path, seconds, says):
+    """Integrated loudness needs a 400 ms block above -70 LUFS: a short clip has none, silence none above the gate.
+    Both keep their level under a loudness target, and the summary says which it was (not "silent" for a click)."""
+    n = int(seconds * 44100)
+    audio = 0.5 * np.sin(2 * np.pi * 440 * np.arange(n) / 44100) if seconds < 0.4 else np.zeros(n)
+    source = tmp_path / "in.wav"
+    sf.write(source, np.stack([audio, audio], axis=1), 44100, subtype="FLOAT")
+    out = tmp_path / "out.wav"
+    summary = process_file(Chain([pedalboard.Gain(0)], loudness_lufs=-14.0), source, out)
+    assert f"{says}: loudness left as it was" in summary.line()
+    assert summary.normalization_gain_db == 0.0
+    written, _ = sf.read(out, dtype="float32")
+    assert np.array_equal(written[:, 0], audio.astype(np.float32))

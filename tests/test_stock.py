@@ -185,7 +185,7 @@ def test_nyquist_cap() -> None:
     with pytest.raises(ParameterError) as info:
         validate_params("LowpassFilter", {"cutoff_frequency_hz": "20 kHz"}, sample_rate=8000)
     assert "(20000.0 Hz)" in info.value.message
-    assert "[1 Hz, 4000 Hz) (below Nyquist at 8000 Hz)" in info.value.message
+    assert "[1 Hz, 4000 Hz) (below the Nyquist frequency of 8000 Hz audio)" in info.value.message
     assert validate_params("LowpassFilter", {"cutoff_frequency_hz": "20 kHz"}, sample_rate=44100) == {
         "cutoff_frequency_hz": 20000.0
     }
@@ -200,7 +200,7 @@ def test_nyquist_cap() -> None:
 def test_check_sample_rate_on_live_plugins() -> None:
     lowpass = build_builtin("LowpassFilter", {"cutoff_frequency_hz": 20000}, sample_rate=44100)
     check_sample_rate(lowpass, 44100)
-    with pytest.raises(ParameterError, match="Nyquist at 8000 Hz") as info:
+    with pytest.raises(ParameterError, match="Nyquist frequency of 8000 Hz audio") as info:
         check_sample_rate(lowpass, 8000)
     assert info.value.where == "LowpassFilter.cutoff_frequency_hz"
     with pytest.raises(ParameterError, match="Nyquist"):  # inside a container

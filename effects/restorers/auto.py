@@ -12,8 +12,9 @@ clipping                    ``declip`` (threshold auto); skipped after a hold re
 noise (hiss, hum)           reported only: the noise analysis cannot tell stationary noise from
                             sustained music (drones, pads, dense grooves all look stationary), and
                             denoising music is damage; add ``restorer: denoise`` where it is noise
-band limit 8 kHz … 0.95·fs/2  ``bandwidth`` with the detected cutoff (not after a doubling/hold repair,
-                            whose own model restores the top band)
+band limit 8 kHz … 0.95·fs/2  ``bandwidth`` with the detected cutoff (not after a doubling repair, whose
+                            own model restores the top band, nor after a hold repair, whose band ends
+                            at 0.9·fs/2N, below the 8–20 kHz cutoffs the bandwidth model is trained for)
 ==========================  ==========================================================================
 
 It is conservative: when nothing is found the input passes through unchanged, bit for bit, only delayed

@@ -446,3 +446,18 @@ def test_ray_executor_stops_cleanly_on_ctrl_c_and_resumes(tmp_path, ray_cluster)
     assert f"{count - len(finished)} done, {len(finished)} skipped" in result.stderr
     after = _mtimes(out)
     assert len(after) == count and {name: after[name] for name in finished} == finished
+
+
+def test_a_retried_file_is_sent_alone():
+    """Ray tasks carry several files; when a task's worker dies, each of its files is retried in a task of its
+    own, so the file that crashes it again takes no other file down with it."""
+    from pedalchain.chains.batch import WorkItem, WorkQueue
+
+    queue = WorkQueue([WorkItem(i, f"in{i}.wav", f"out{i}.wav", False) for i in range(6)])
+    first = queue.pop_many(4)
+    assert [item.index for item in first] == [0, 1, 2, 3]
+    for item in first:
+        assert queue.retry(item)
+    assert [[item.index for item in queue.pop_many(4)] for _ in range(4)] == [[0], [1], [2], [3]]
+    assert [item.index for item in queue.pop_many(4)] == [4, 5]
+    assert not queue.retry(first[0]) and queue.pop_many(4) == []

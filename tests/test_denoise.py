@@ -251,3 +251,17 @@ def test_a_model_for_other_features_is_refused_when_the_chain_loads(tmp_path: Pa
 
     with pytest.raises(ModelFileError, match="retrain"):
         load_chain(tmp_path / "chain.yaml")
+
+
+@pytest.mark.parametrize("snr_db", [10.0, 60.0])
+def test_the_survey_auto_reports_agrees_with_the_full_analysis(snr_db):
+    """``restorer: auto`` only reports noise, so it runs the profile without the hum search: same verdict and
+    level as the full analysis, with hiss and hum or hum alone."""
+    clean = music_like(seconds=6.0, seed=11)
+    hum = mains_hum(clean.shape)
+    hum *= np.sqrt(np.mean(clean.astype(np.float64) ** 2) / np.mean(hum ** 2) / 10)  # 10 dB below the music
+    noisy = (with_noise(clean, snr_db) + hum).astype(np.float32)
+    full = Denoise()
+    full.analyze_input(noisy, FS)
+    assert full.hum is not None  # the full analysis did search, and found it
+    assert Denoise().survey_noise(noisy, FS) == (full.noise_found, full.noise_level_dbfs)

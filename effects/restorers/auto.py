@@ -91,11 +91,11 @@ class AutoRestore(Restorer):
                 notes.append(f"clipping ({share:.3%} of samples): declipped")
         denoise = self._candidate("denoise", {}, sample_rate)
         if denoise is not None:
-            denoise.analyze_input(source, sample_rate)
-            if denoise.noise_found and denoise.noise_level_dbfs >= NOISE_REPORT_MIN_DBFS:
+            found, level = denoise.survey_noise(source, sample_rate)
+            if found and level >= NOISE_REPORT_MIN_DBFS:
                 notes.append(
-                    f"stationary sound at {denoise.noise_level_dbfs:.0f} dBFS: noise or sustained music (drones, "
-                    "pads look the same), left alone; add '- restorer: denoise' if it is noise"
+                    f"stationary sound at {level:.0f} dBFS: noise or sustained music (drones, pads look the "
+                    "same), left alone; add '- restorer: denoise' if it is noise"
                 )
         cutoff = findings["band_limit"]["cutoff_hz"]
         if findings["band_limit"]["detected"] and not structural:

@@ -135,6 +135,15 @@ def read_blocks(info: AudioInfo, block: int) -> Iterator[np.ndarray]:
         raise AudioFileError(f"truncated: announces {info.frames} samples, only {read} could be read", where=info.path)
 
 
+def source_blocks(source: str | Path | np.ndarray, block: int) -> Iterator[np.ndarray]:
+    """Channels-first blocks of ``block`` samples of an audio file (probed now, read as :func:`read_blocks`
+    reads) or of a (channels, n) or (n,) buffer: what the analyses of a whole input walk through."""
+    if isinstance(source, np.ndarray):
+        audio = np.atleast_2d(source)
+        return (audio[:, start:start + block] for start in range(0, audio.shape[1], block))
+    return read_blocks(probe_audio(Path(source)), block)
+
+
 def choose_output_format(
     info: AudioInfo, output: Path, container: str | None = None, subtype: str | None = None
 ) -> OutputFormat:

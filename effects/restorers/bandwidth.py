@@ -229,19 +229,13 @@ def load_weights(path: Path, architecture: str) -> tuple[dict[str, np.ndarray], 
 
 def detect_cutoff(source: Path | np.ndarray, sample_rate: float) -> float | None:
     """Band limit (Hz, the -6 dB point) of a file or a (channels, n) buffer, or None; the estimator of
-    :mod:`pedalchain.chains.detect`, reading files in 0.5 s blocks."""
-    from ...chains.audio_io import probe_audio, read_blocks
+    :mod:`pedalchain.chains.detect`."""
+    from ...chains.audio_io import source_blocks
     from ...chains.detect import _SpectrumAverager
 
     averager = _SpectrumAverager(int(round(sample_rate)))
-    if isinstance(source, np.ndarray):
-        audio = np.atleast_2d(source)
-        for start in range(0, audio.shape[1], 1 << 16):
-            averager.add(audio[:, start:start + (1 << 16)])
-    else:
-        info = probe_audio(source)
-        for block in read_blocks(info, max(1, info.sample_rate // 2)):
-            averager.add(block)
+    for block in source_blocks(source, 1 << 16):
+        averager.add(block)
     return averager.cutoff_hz()
 
 

@@ -294,13 +294,11 @@ def detect_rails(source: Path | np.ndarray, integer_bits: int | None = None) -> 
 
 
 def _blocks(source: Path | np.ndarray, integer_bits: int | None) -> tuple[Any, int | None]:
-    if isinstance(source, np.ndarray):
-        audio = np.atleast_2d(source)
-        return (lambda: (audio[:, i:i + 65536] for i in range(0, audio.shape[1], 65536))), integer_bits
-    from ...chains.audio_io import INTEGER_BITS, probe_audio, read_blocks
+    from ...chains.audio_io import INTEGER_BITS, probe_audio, source_blocks
 
-    info = probe_audio(source)
-    return (lambda: read_blocks(info, 65536)), INTEGER_BITS.get(info.subtype)
+    if not isinstance(source, np.ndarray):
+        integer_bits = INTEGER_BITS.get(probe_audio(source).subtype)
+    return (lambda: source_blocks(source, 1 << 16)), integer_bits
 
 
 _WEIGHTS: dict[str, tuple[dict[str, np.ndarray], dict[str, Any]]] = {}

@@ -51,6 +51,7 @@ from typing import Any
 
 import numpy as np
 
+from ...chains.audio_io import source_blocks
 from ...errors import ModelFileError, ParameterError
 from . import resolve_model_param
 from .bandwidth import DEFAULT_WEIGHTS as _BANDWIDTH_WEIGHTS
@@ -522,16 +523,8 @@ class Denoise(SpectralRestorer):
     def _profiler(source: Path | np.ndarray, sample_rate: float, find_hum: bool) -> NoiseProfiler:
         n_fft, _ = stft_size(sample_rate)
         profiler = NoiseProfiler(n_fft, sample_rate, find_hum)
-        if isinstance(source, np.ndarray):
-            audio = np.atleast_2d(source)
-            for start in range(0, audio.shape[1], 1 << 16):
-                profiler.add(audio[:, start:start + (1 << 16)])
-        else:
-            from ...chains.audio_io import probe_audio, read_blocks
-
-            info = probe_audio(source)
-            for block in read_blocks(info, 1 << 16):
-                profiler.add(block)
+        for block in source_blocks(source, 1 << 16):
+            profiler.add(block)
         return profiler
 
     # -- frames --------------------------------------------------------------------------------------------------

@@ -126,13 +126,9 @@ def requantize_buffer(audio: np.ndarray, sample_rate: float, bits: int, alpha: f
 def detect_hold_and_bits(source: Path | np.ndarray) -> dict[str, Any]:
     """Hold factor and phase, and grid bits, of a file (read in blocks) or a (channels, n) buffer: a dict with
     ``hold`` (N or None), ``phase``, ``changes``, ``bits`` (b or None), ``grid_share`` (per b tried)."""
-    if isinstance(source, np.ndarray):
-        audio = np.atleast_2d(source)
-        blocks = (audio[:, i:i + 65536] for i in range(0, audio.shape[1], 65536))
-    else:
-        from ...chains.audio_io import probe_audio, read_blocks
+    from ...chains.audio_io import source_blocks
 
-        blocks = read_blocks(probe_audio(source), 65536)
+    blocks = source_blocks(source, 1 << 16)
     counts = {n: np.zeros(n, np.int64) for n in range(2, MAX_HOLD + 1)}
     on_grid = np.zeros(COARSE_BITS + 1, np.int64)
     total = 0

@@ -7,7 +7,8 @@ longer than 1.5 s, not silent and not already clipped; each is cut to its first 
 (dither drawn).  Metrics from ``chains/compare.compare_arrays`` (SNR, SI-SDR, LSD; see the README "Metrics"),
 means over the files.  Baselines: passthrough (the damaged input); for declip, linear and cubic-spline
 interpolation across each clipped run; for hold, linear interpolation and the windowed-sinc interpolator
-between the true samples.  Speed: one-shot ``process`` (analysis included) under a 1-thread BLAS limit, as the
+between the true samples, and what ``restorer: auto`` runs (dequantize, then bandwidth extension above the
+band the repair keeps).  Speed: one-shot ``process`` (analysis included) under a 1-thread BLAS limit, as the
 file runner runs it, audio seconds per wall second.
 
 Writes the ``declip-dequantize`` section of bench/RESULTS.md, bench/declip_spectrogram.png and
@@ -29,11 +30,13 @@ from _results import BENCH, load_now, machine, machine_lines, replace_section, y
 from pedalchain.chains.compare import compare_arrays, spectrogram_png  # noqa: E402
 from pedalchain.effects.restorers import declip as dc  # noqa: E402
 from pedalchain.effects.restorers import dequantize as dq  # noqa: E402
+from pedalchain.effects.restorers.auto import AutoRestore  # noqa: E402
 from pedalchain.models.model_file import read_model_info  # noqa: E402
 from pedalchain.models.restore.damage import Bits, Clip, Hold  # noqa: E402
 from pedalchain.models.restore.data import SONIC_PI_DIR, read_clip  # noqa: E402
 
 SR = 44100
+AUTO_ROW = "restorer: auto (dequantize, then bandwidth above 0.9 fs/2N when that is >= 4 kHz)"
 MAX_S = 10.0
 MIN_S = 1.5
 
@@ -151,12 +154,14 @@ def main() -> int:
             linear = np.stack([np.interp(targets, np.arange(phase, clean.shape[1], factor), ch[phase::factor])
                                for ch in damaged]).astype(np.float32)
             sinc = dq.hold_gather(damaged, 0, targets, factor, phase, dq.sinc_interpolator(factor)).astype(np.float32)
+            auto = AutoRestore().process(damaged, SR)
             for name, out in (("passthrough (staircase)", damaged), ("linear interpolation", linear),
-                              ("windowed sinc", sinc), ("dequantize", repaired)):
+                              ("windowed sinc", sinc), ("dequantize", repaired), (AUTO_ROW, auto)):
                 rows.setdefault(name, []).append(metrics(clean, out))
             if factor == 4 and path == example:
                 spectrogram_png(BENCH / "dequantize_spectrogram.png",
-                                {"clean": clean, f"held by {factor} (staircase)": damaged, "dequantized": repaired},
+                                {"clean": clean, f"held by {factor} (staircase)": damaged, "dequantized": repaired,
+                                 "restorer: auto": auto},
                                 SR, title=f"{path.name}: hold by {factor}")
         results = mean_rows(rows)
         speed = total_s / seconds

@@ -88,13 +88,38 @@ DAMAGES = {
 }
 
 
+ROUTES = {name: [name] for name in DAMAGES} | {"dequantize": ["dequantize", "bandwidth"]}
+"""What auto runs for each damage: a hold by 3 keeps the band up to 0.9 x fs / 6 = 6.6 kHz, extended above."""
+
+
 @pytest.mark.parametrize("restorer", list(DAMAGES))
 def test_damage_is_routed_to_its_restorer(tmp_path, restorer):
     source = write(tmp_path / "damaged.wav", DAMAGES[restorer](full_band_music()))
     auto = AutoRestore()
     notes = auto.analyze_input(source, SR)
-    assert auto.active == [restorer], notes
+    assert auto.active == ROUTES[restorer], notes
     assert any(word in " ".join(notes) for word in ("repaired", "extended", "declipped")), notes
+
+
+@pytest.mark.parametrize("factor, extended", [(3, True), (4, True), (6, False)])
+def test_a_hold_repair_gets_its_top_band_back_where_the_model_reaches(factor, extended):
+    """The held samples carry nothing above 0.9 x fs / 2N: the bandwidth model fills it from 4 kHz up (holds by 3
+    and 4 at 44.1 kHz), a hold by 6 keeps its 3.3 kHz band alone."""
+    clean = full_band_music(3.0)
+    damaged = held(clean, factor)
+    auto = AutoRestore()
+    out = auto.process(damaged, SR)
+    top = 0.9 * SR / (2 * factor)
+    assert auto.active == (["dequantize", "bandwidth"] if extended else ["dequantize"])
+    spectrum = np.abs(np.fft.rfft(out, axis=1)) ** 2
+    freqs = np.fft.rfftfreq(out.shape[1], 1 / SR)
+    above = spectrum[:, (freqs > top + 500) & (freqs < 2 * top)].sum() / spectrum.sum()
+    truth = np.abs(np.fft.rfft(clean, axis=1)) ** 2
+    truth_above = truth[:, (freqs > top + 500) & (freqs < 2 * top)].sum() / truth.sum()
+    if extended:
+        assert 10 * np.log10(above / truth_above) > -10, (above, truth_above)  # within 10 dB of the truth's level
+    else:
+        assert 10 * np.log10(above / truth_above) < -15  # only what the sinc leaves of the images: nothing added
 
 
 def test_latency_does_not_depend_on_what_is_detected(tmp_path):

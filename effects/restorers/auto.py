@@ -6,15 +6,16 @@ Routing (from :func:`pedalchain.chains.detect.detect_input` on the chain's input
 finding                     restorer run (in this order)
 ==========================  ==========================================================================
 doubled samples             ``doubled-samples`` (mode detect: only the damaged regions)
-sample-and-hold by N ≥ 3    ``dequantize`` with ``hold: N``
+sample-and-hold by N ≥ 3    ``dequantize`` with ``hold: N``; then ``bandwidth`` above the band the repair
+                            keeps, 0.9·fs/2N, where that is at least 4 kHz (N ≤ 4 at 44.1 kHz): the
+                            held samples carry nothing above it, the staircase only mirror images
 clipping                    ``declip`` (threshold auto); skipped after a hold repair, which moves the
                             clipped plateaus off the rail
 noise (hiss, hum)           reported only: the noise analysis cannot tell stationary noise from
                             sustained music (drones, pads, dense grooves all look stationary), and
                             denoising music is damage; add ``restorer: denoise`` where it is noise
 band limit 8 kHz … 0.95·fs/2  ``bandwidth`` with the detected cutoff (not after a doubling repair, whose
-                            own model restores the top band, nor after a hold repair, whose band ends
-                            at 0.9·fs/2N, below the 8–20 kHz cutoffs the bandwidth model is trained for)
+                            own model restores the top band, nor after a hold repair: see above)
 ==========================  ==========================================================================
 
 It is conservative: when nothing is found the input passes through unchanged, bit for bit, only delayed
@@ -37,6 +38,8 @@ from ...chains.detect import detect_input
 from ...errors import ParameterError
 from ..streaming import DelayLine
 from . import Restorer, restorer_class
+from .bandwidth import MIN_CUTOFF_HZ
+from .dequantize import SINC_CUTOFF
 
 PIPELINE = ("doubled-samples", "dequantize", "declip", "bandwidth")
 """Every restorer ``auto`` may run, in the order they run."""
@@ -81,7 +84,13 @@ class AutoRestore(Restorer):
             notes.append(f"doubled samples (parity {doubled['parity']}, {doubled['share']:.0%} of the file): repaired")
         elif hold["detected"] and hold["factor"] >= 3:
             chosen.append(("dequantize", {"hold": int(hold["factor"])}))
-            notes.append(f"sample-and-hold by {hold['factor']}: repaired")
+            top = SINC_CUTOFF * sample_rate / (2 * hold["factor"])
+            if top >= MIN_CUTOFF_HZ:
+                chosen.append(("bandwidth", {"cutoff": top}))
+                notes.append(f"sample-and-hold by {hold['factor']}: repaired, the band above {top / 1000:.1f} kHz "
+                             "extended")
+            else:
+                notes.append(f"sample-and-hold by {hold['factor']}: repaired (its band ends at {top / 1000:.1f} kHz)")
         if findings["clipping"]["detected"]:
             share = findings["clipping"]["share"]
             if structural:

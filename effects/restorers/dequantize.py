@@ -58,6 +58,8 @@ MIN_CHANGES = 500
 CONCENTRATION = 0.95
 GRID_SHARE = 0.999
 MIN_RATE_HZ, MAX_RATE_HZ = 8000.0, 192000.0
+SINC_CUTOFF = 0.9
+"""The hold interpolator's sinc passes up to this share of the held signal's Nyquist, fs / 2N."""
 
 
 def sinc_interpolator(factor: int, half_taps: int = HALF_TAPS) -> np.ndarray:
@@ -68,7 +70,7 @@ def sinc_interpolator(factor: int, half_taps: int = HALF_TAPS) -> np.ndarray:
     filters[0] = offsets == 0
     for j in range(1, factor):
         position = offsets - j / factor
-        taps = np.sinc(0.9 * position) * _kaiser(position, half_taps)
+        taps = np.sinc(SINC_CUTOFF * position) * _kaiser(position, half_taps)
         filters[j] = taps / taps.sum()  # unity gain at DC
     return filters
 

@@ -36,7 +36,7 @@ from pedalchain.models.restore.damage import Bits, Clip, Hold  # noqa: E402
 from pedalchain.models.restore.data import SONIC_PI_DIR, read_clip  # noqa: E402
 
 SR = 44100
-AUTO_ROW = "restorer: auto (dequantize, then bandwidth above 0.9 fs/2N when that is >= 4 kHz)"
+AUTO_ROW = "restorer: auto (dequantize, then bandwidth above fs/2N when that is >= 4 kHz)"
 MAX_S = 10.0
 MIN_S = 1.5
 

@@ -42,6 +42,24 @@ def test_shipped_weights_hold_learned_filters() -> None:
 
 
 @pytest.mark.parametrize("factor", [3, 4, 7])
+def test_hold_interpolator_mirrors_nothing_back_above_its_band(factor: int) -> None:
+    """The interpolator as one filter at the full rate (the response to one true sample): flat to 0.8 fs/2N, and no
+    image lobe above 1.3 fs/2N.  A 0.9 fs/2N sinc whose row 0 was the identity anyway mirrored its band edge
+    around fs/N at -12 dB."""
+    filters = sinc_interpolator(factor)
+    half = filters.shape[1] // 2
+    response = np.zeros((2 * half) * factor)
+    for i in range(-half + 1, half + 1):  # y[mN + j] picks up filters[j, i + half - 1] x d[m + i], d a unit impulse
+        response[(half - i) * factor:(half - i) * factor + factor] = filters[:, i + half - 1]
+    spectrum = np.abs(np.fft.rfft(response, 1 << 14))
+    level = 20 * np.log10(spectrum / spectrum[0] + 1e-12)
+    freqs = np.fft.rfftfreq(1 << 14, 1 / SR)
+    band = SR / (2 * factor)
+    assert np.abs(level[freqs < 0.8 * band]).max() < 0.1
+    assert level[freqs > 1.3 * band].max() < -60, level[freqs > 1.3 * band].max()
+
+
+@pytest.mark.parametrize("factor", [3, 4, 7])
 @pytest.mark.parametrize("phase", [0, 2])
 def test_hold_is_detected_and_repaired(factor: int, phase: int) -> None:
     clean = music(seed=factor)

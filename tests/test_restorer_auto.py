@@ -89,7 +89,7 @@ DAMAGES = {
 
 
 ROUTES = {name: [name] for name in DAMAGES} | {"dequantize": ["dequantize", "bandwidth"]}
-"""What auto runs for each damage: a hold by 3 keeps the band up to 0.9 x fs / 6 = 6.6 kHz, extended above."""
+"""What auto runs for each damage: a hold by 3 keeps the band up to fs / 6 = 7.35 kHz, extended above."""
 
 
 @pytest.mark.parametrize("restorer", list(DAMAGES))
@@ -103,13 +103,13 @@ def test_damage_is_routed_to_its_restorer(tmp_path, restorer):
 
 @pytest.mark.parametrize("factor, extended", [(3, True), (4, True), (6, False)])
 def test_a_hold_repair_gets_its_top_band_back_where_the_model_reaches(factor, extended):
-    """The held samples carry nothing above 0.9 x fs / 2N: the bandwidth model fills it from 4 kHz up (holds by 3
-    and 4 at 44.1 kHz), a hold by 6 keeps its 3.3 kHz band alone."""
+    """The held samples carry nothing above fs / 2N: the bandwidth model fills it from 4 kHz up (holds by 3 and 4
+    at 44.1 kHz), a hold by 6 keeps its 3.7 kHz band alone."""
     clean = full_band_music(3.0)
     damaged = held(clean, factor)
     auto = AutoRestore()
     out = auto.process(damaged, SR)
-    top = 0.9 * SR / (2 * factor)
+    top = SR / (2 * factor)
     assert auto.active == (["dequantize", "bandwidth"] if extended else ["dequantize"])
     spectrum = np.abs(np.fft.rfft(out, axis=1)) ** 2
     freqs = np.fft.rfftfreq(out.shape[1], 1 / SR)

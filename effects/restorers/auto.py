@@ -7,8 +7,8 @@ finding                     restorer run (in this order)
 ==========================  ==========================================================================
 doubled samples             ``doubled-samples`` (mode detect: only the damaged regions)
 sample-and-hold by N ≥ 3    ``dequantize`` with ``hold: N``; then ``bandwidth`` above the band the repair
-                            keeps, 0.9·fs/2N, where that is at least 4 kHz (N ≤ 4 at 44.1 kHz): the
-                            held samples carry nothing above it, the staircase only mirror images
+                            keeps, fs/2N, where that is at least 4 kHz (N ≤ 5 at 44.1 kHz): the held
+                            samples carry nothing above it, the staircase only mirror images
 clipping                    ``declip`` (threshold auto); skipped after a hold repair, which moves the
                             clipped plateaus off the rail
 noise (hiss, hum)           reported only: the noise analysis cannot tell stationary noise from
@@ -39,7 +39,6 @@ from ...errors import ParameterError
 from ..streaming import DelayLine
 from . import Restorer, restorer_class
 from .bandwidth import MIN_CUTOFF_HZ
-from .dequantize import SINC_CUTOFF
 
 PIPELINE = ("doubled-samples", "dequantize", "declip", "bandwidth")
 """Every restorer ``auto`` may run, in the order they run."""
@@ -84,7 +83,7 @@ class AutoRestore(Restorer):
             notes.append(f"doubled samples (parity {doubled['parity']}, {doubled['share']:.0%} of the file): repaired")
         elif hold["detected"] and hold["factor"] >= 3:
             chosen.append(("dequantize", {"hold": int(hold["factor"])}))
-            top = SINC_CUTOFF * sample_rate / (2 * hold["factor"])
+            top = sample_rate / (2 * hold["factor"])  # the held signal's Nyquist
             if top >= MIN_CUTOFF_HZ:
                 chosen.append(("bandwidth", {"cutoff": top}))
                 notes.append(f"sample-and-hold by {hold['factor']}: repaired, the band above {top / 1000:.1f} kHz "

@@ -11,9 +11,13 @@ Hold repair: the true samples d[m] = x[r + mN] pass through exactly (on-grid out
 between them y[r + mN + j] = sum_i h_{N,j}[i] d[m + i], i = -K+1 .. K (K = :data:`HALF_TAPS`), a polyphase
 interpolator.  For N <= 8 the filters come from the weights file (``models/restore/fit_dequantize.py``): per N,
 the least-squares (Wiener) interpolator fitted on clean corpus audio where it beat a Kaiser-windowed sinc (cutoff
-0.9 x the new Nyquist, beta 8) on validation clips, else that sinc.  In the shipped file the sinc won for every N
-(a Wiener interpolator suits the average training spectrum, not each piece; its metadata ``hold_filters`` says so).
-For larger N, or without the weights file, the sinc.
+at the new Nyquist fs/2N, beta 8) on validation clips, else that sinc.  In the shipped file the sinc won for every
+N (a Wiener interpolator suits the average training spectrum, not each piece; its metadata ``hold_filters`` says
+so).  For larger N, or without the weights file, the sinc.  Its cutoff sits at the new Nyquist because that makes
+it a Nyquist filter: zero at every other true sample, so the identity row 0 belongs to it.  With a lower cutoff
+(0.9 fs/2N, before) row 0 did not, and the mismatch mirrored the band edge around fs/N at -12 dB (an image band at
+15.5-17.5 kHz for a hold by 4 at 44.1 kHz).  Nothing above fs/2N is restored here: ``restorer: auto`` follows a
+hold repair with ``bandwidth`` from there.
 
 ``bits: auto`` (default) finds a coarse grid: the smallest b in 2 .. :data:`COARSE_BITS` (14) such that at least 99.9 %
 of the samples are multiples of 2^(1-b).  When b is found (and no hold is), the quantisation error is noise of a
@@ -58,19 +62,18 @@ MIN_CHANGES = 500
 CONCENTRATION = 0.95
 GRID_SHARE = 0.999
 MIN_RATE_HZ, MAX_RATE_HZ = 8000.0, 192000.0
-SINC_CUTOFF = 0.9
-"""The hold interpolator's sinc passes up to this share of the held signal's Nyquist, fs / 2N."""
 
 
 def sinc_interpolator(factor: int, half_taps: int = HALF_TAPS) -> np.ndarray:
-    """(factor, 2 half_taps) Kaiser-windowed sinc polyphase filters: row j weights d[m - K + 1 .. m + K] for
-    the sample j/factor of the way from d[m] to d[m + 1]; row 0 is exactly the identity."""
+    """(factor, 2 half_taps) Kaiser-windowed sinc polyphase filters, cutoff at the held signal's Nyquist: row j
+    weights d[m - K + 1 .. m + K] for the sample j/factor of the way from d[m] to d[m + 1]; row 0 is exactly the
+    identity (the sinc's zeros)."""
     offsets = np.arange(-half_taps + 1, half_taps + 1)
     filters = np.zeros((factor, 2 * half_taps))
     filters[0] = offsets == 0
     for j in range(1, factor):
         position = offsets - j / factor
-        taps = np.sinc(SINC_CUTOFF * position) * _kaiser(position, half_taps)
+        taps = np.sinc(position) * _kaiser(position, half_taps)
         filters[j] = taps / taps.sum()  # unity gain at DC
     return filters
 

@@ -166,7 +166,7 @@ def noise_quantile_factor(q: float, bins: int) -> np.ndarray:
 class NoiseProfiler:
     """Accumulates per-bin histograms of frame power (dB of the unscaled sqrt-Hann rfft) over non-overlapping
     frames of ``n_fft`` samples; :meth:`profile` gives the noise power per bin, :meth:`noise_found` the verdict,
-    :meth:`hum` the mains hum (searched only with ``find_hum``, about two thirds of the cost)."""
+    :meth:`hum` the mains hum (searched only with ``find_hum``, about three quarters of the cost)."""
 
     def __init__(self, n_fft: int, sample_rate: float, find_hum: bool = True) -> None:
         self.n_fft = n_fft
@@ -513,7 +513,7 @@ class Denoise(SpectralRestorer):
 
     def survey_noise(self, source: Path | np.ndarray, sample_rate: float) -> tuple[bool, float]:
         """(whether stationary noise dominates, its level in dBFS) of a file or (channels, n) buffer: the noise
-        profile of the analysis alone, without the hum search (a third of the time); what ``restorer: auto``
+        profile of the analysis alone, without the hum search (a quarter of the time); what ``restorer: auto``
         reports.  Leaves this restorer's own analysis as it was."""
         self.check_rate(sample_rate)
         found, _, level = self._profiler(source, sample_rate, find_hum=False).noise_found()

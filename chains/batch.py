@@ -524,19 +524,15 @@ class Renderer:
             if progress is not None:
                 progress(seconds)
 
-        created = _make_folders(Path(item.output).parent)
         options = dataclasses.replace(self.options, overwrite=self.options.overwrite or item.overwrite)
         try:
             summary = process_file(self.chain, item.input, item.output, options, progress=on_progress)
         except Cancelled:
-            _remove_empty(created)
             return Outcome(item.index, cancelled=True)
         except (PedalchainError, OSError) as error:
-            _remove_empty(created)
             message = str(error) if isinstance(error, PedalchainError) else f"{item.input}: {error.strerror or error}"
             return Outcome(item.index, error=message)
         except Exception as error:  # a bug or a plugin's own exception: this file fails, the batch goes on
-            _remove_empty(created)
             return Outcome(item.index, error=f"{item.input}: unexpected {type(error).__name__}: {error}")
         stat = os.stat(item.output)
         return Outcome(item.index, summary, output_size=stat.st_size, output_mtime_ns=stat.st_mtime_ns)
@@ -574,24 +570,30 @@ def _temporary_of(name: str) -> str | None:
     return None
 
 
-def _make_folders(folder: Path) -> list[Path]:
-    """Create ``folder`` and missing parents; returns those created, deepest first."""
-    created = []
-    while not folder.exists():
-        created.append(folder)
-        folder = folder.parent
-    for path in reversed(created):
-        with contextlib.suppress(FileExistsError):  # another worker made it meanwhile
-            path.mkdir()
+def make_output_folders(items: Sequence[WorkItem]) -> list[Path]:
+    """Create the folders the items' outputs go to, and missing parents, before any worker starts (a worker that
+    made its own folder and removed it when its file failed raced a sibling writing there); returns those
+    created, for :func:`remove_empty_folders` when the batch ends."""
+    created: list[Path] = []
+    for folder in sorted({Path(item.output).parent for item in items}):
+        missing = []
+        while not folder.exists():
+            missing.append(folder)
+            folder = folder.parent
+        for path in reversed(missing):
+            try:
+                path.mkdir()
+            except OSError:  # unwritable, or a file in the way: that file fails alone, saying so
+                break
+            created.append(path)
     return created
 
 
-def _remove_empty(folders: list[Path]) -> None:
-    for folder in folders:
-        try:
+def remove_empty_folders(folders: Sequence[Path]) -> None:
+    """Remove those of ``folders`` that no output went to (its file failed or was not rendered), deepest first."""
+    for folder in sorted(folders, key=lambda path: len(path.parts), reverse=True):
+        with contextlib.suppress(OSError):  # not empty
             folder.rmdir()
-        except OSError:  # not empty: another file was written there meanwhile
-            return
 
 
 def pin_threads() -> None:
@@ -1051,6 +1053,7 @@ def run_batch(
             state.record(job, keys[item.index], outcome.output_size, outcome.output_mtime_ns)
         emit(FileResult(job, "done", summary))
 
+    created = make_output_folders(items)
     try:
         if items:
             executor.run(queue, on_outcome, stop)
@@ -1058,6 +1061,7 @@ def run_batch(
         report.interrupted = True
         raise
     finally:
+        remove_empty_folders(created)
         report.interrupted = report.interrupted or stop.is_set()
         report.wall_s = time.perf_counter() - started
         if state is not None:

@@ -158,6 +158,19 @@ def test_one_garbage_file_fails_alone(tmp_path, catalogue):
     assert f"chain: error: {failures[0]['error']}" in result.stderr.splitlines()
 
 
+def test_failed_files_leave_no_empty_folders_and_spare_their_neighbours(tmp_path, catalogue):
+    """Output folders are made before the workers start and the empty ones removed at the end: a worker that made
+    its folder and removed it when its file failed could pull it from under a sibling writing there."""
+    for name in ("a/garbage1.wav", "a/garbage2.wav", "d/e/garbage3.wav"):
+        (catalogue / name).parent.mkdir(parents=True, exist_ok=True)
+        (catalogue / name).write_bytes(np.random.default_rng(0).bytes(5000))
+    result = run_cli("apply", "my.yaml", "cat/**/*.wav", "-o", "out/", "--jobs", "2", cwd=tmp_path)
+    assert result.returncode == 1 and "2 done, 0 skipped, 3 failed" in result.stderr, result.stderr
+    out = tmp_path / "out"
+    folders = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_dir())
+    assert folders == ["a", "b", "b/c"]
+
+
 def test_collisions_are_refused_before_any_work(tmp_path, catalogue):
     write_music(tmp_path / "cat" / "a" / "x.flac", seed=4)  # x.wav and x.flac -> both out/a/x.flac
     result = run_cli("apply", "my.yaml", "cat/**/*.*", "-o", "out/", "--format", "flac", cwd=tmp_path)

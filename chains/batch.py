@@ -866,6 +866,7 @@ class RayExecutor:
 
         for name, value in RAY_TASK_EVENTS.items():
             os.environ.setdefault(name, value)  # read when ray.init creates this process's core worker
+        _ray_messages_to_stderr(self.ray)
         try:
             self.ray.init(address=self.address, logging_level=logging.ERROR, log_to_driver=False)
         except (ConnectionError, RuntimeError, ValueError) as error:
@@ -932,6 +933,22 @@ class RayExecutor:
                 remote = _absolute(item)
                 outcome.error = outcome.error.replace(remote.output, item.output).replace(remote.input, item.input)
         return outcomes
+
+
+def _ray_messages_to_stderr(ray: Any) -> None:
+    """Ray's driver prints the cluster's messages ("(raylet) A worker died ...") to stdout, where our per-file
+    lines go (JSON objects with --json); send them to stderr, with our own messages.  Ray has no setting for this,
+    so the printer (``ray._private.worker.print_to_stdstream``, ray 2.60) is wrapped; left alone if it moved."""
+    module = getattr(getattr(ray, "_private", None), "worker", None)
+    printer = getattr(module, "print_to_stdstream", None)
+    if printer is None or getattr(printer, "pedalchain_stderr", False):
+        return
+
+    def to_stderr(data: dict[str, Any], ignore_prefix: bool) -> None:
+        printer({**data, "is_err": True}, ignore_prefix)
+
+    to_stderr.pedalchain_stderr = True  # type: ignore[attr-defined]
+    module.print_to_stdstream = to_stderr
 
 
 def _last_line(error: BaseException) -> str:

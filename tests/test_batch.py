@@ -474,3 +474,45 @@ def test_a_retried_file_is_sent_alone():
     assert [[item.index for item in queue.pop_many(4)] for _ in range(4)] == [[0], [1], [2], [3]]
     assert [item.index for item in queue.pop_many(4)] == [4, 5]
     assert not queue.retry(first[0]) and queue.pop_many(4) == []
+
+
+def _ray_render_workers() -> list[int]:
+    """Process ids of Ray actor processes rendering a task of ours (Ray titles them ``ray::RayWorker.render``)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if command.startswith("ray::RayWorker.render"):
+            found.append(int(entry.name))
+    return found
+
+
+def test_a_ray_worker_that_dies_is_replaced_and_its_files_rendered(tmp_path, ray_cluster):
+    """A task carries several files: when its actor dies (a plugin crashing the process), each of them is retried
+    alone on a fresh actor, and every file is rendered once the run ends."""
+    count = 10
+    for i in range(count):
+        write_music(tmp_path / "in" / f"s{i:02d}.wav", seconds=6.0, seed=i)
+    (tmp_path / "slow.yaml").write_text(SLOW_YAML)
+    out = tmp_path / "out"
+    env = {**os.environ, "RAY_ADDRESS": ray_cluster}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pedalchain.cli", "apply", "slow.yaml", "in/*.wav", "-o", "out/", "--executor", "ray",
+         "--address", "auto", "--block", "512"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and not (_ray_render_workers() and out.exists() and not no_partial_files(out)):
+        time.sleep(0.02)
+    workers = _ray_render_workers()
+    assert workers, "no Ray actor found rendering"
+    os.kill(workers[0], signal.SIGKILL)
+    stdout, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    assert "Traceback" not in err and no_partial_files(out)
+    assert [name for name in files_under(out) if name.endswith(".wav")] == [f"s{i:02d}.wav" for i in range(count)]
+    assert report(out)["done"] == count and len(stdout.splitlines()) == count

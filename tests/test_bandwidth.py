@@ -194,3 +194,31 @@ def test_model_parameter_loads_a_model_file_relative_to_base_dir(tmp_path: Path)
     assert restorer.params() == {"cutoff": 11000.0, "model": str(copy)}
     audio = pink_cut(11000, seconds=1.0)
     assert_close(restorer.process(audio, FS), BandwidthExtension(cutoff=11000).process(audio, FS), "same weights")
+
+
+def test_holes_below_the_cutoff_are_not_copied_up_as_holes():
+    """An MP3 zeroes whole scalefactor bands below its cutoff in many frames.  The fill copies that band's fine
+    structure up, whitened; its holes are raised to TEXTURE_FLOOR of the local RMS instead of staying holes."""
+    from pedalchain.effects.restorers.bandwidth import (
+        OUT_BANDS,
+        TEXTURE_FLOOR,
+        Layout,
+        added_spectra,
+        analysis_spectra,
+        frame_features,
+    )
+
+    layout = Layout(11000.0, FS, 2048)
+    rng = np.random.default_rng(5)
+    frames = rng.standard_normal((40, 2048))
+    spectra = analysis_spectra(frames, 2048) * 1e-2
+    spectra[:, layout.fade_bin:] = 0  # the stopband
+    source = np.arange(layout.fade_bin - layout.patch, layout.fade_bin)
+    holes = source[(source // 12) % 2 == 0]  # every other 12-bin band just below the cutoff: zeroed
+    spectra[:, holes] = 1e-9 * rng.standard_normal((40, len(holes)))
+    _, anchor = frame_features(np.abs(spectra) ** 2, layout)
+    added = added_spectra(spectra, np.zeros((40, OUT_BANDS)), anchor, layout, 0.0)
+    above = np.abs(added[:, layout.fade_bin + 40:layout.fade_bin + 200]) ** 2
+    typical = np.median(above)
+    assert np.mean(above < 1e-3 * typical) < 0.01  # no bin copied up from a hole stays a hole
+    assert TEXTURE_FLOOR < 1.0  # the texture keeps its valleys, only holes are raised

@@ -14,7 +14,8 @@ Method (per channel, on the frames of :class:`pedalchain.effects.restorers.stft.
    copy of the truth) is lifted coherently towards the predicted envelope (at most +12 dB); the rest of the
    band is filled where the input is a stopband (>= 20 dB under the envelope, fading out within 10 dB of it) with the
    fine structure of the band just below the cutoff, copied up by a whole number of patches (a shift
-   by a multiple of 4 bins keeps the phase coherent from hop to hop), whitened and shaped to the envelope minus
+   by a multiple of 4 bins keeps the phase coherent from hop to hop), whitened (holes raised to
+   :data:`TEXTURE_FLOOR` of the local RMS) and shaped to the envelope minus
    what the lifted input holds there.  At the seam the envelope continues the anchor's level and hands over
    to the prediction within 1/8 octave (no level step).  Both are attenuated by the model file's
    ``taper_db_per_octave`` from 1/16 octave above the cutoff, chosen in training for the SNR (a fill is
@@ -61,6 +62,12 @@ BOOST_OCTAVES = 1 / 12
 MAX_BOOST = 10.0 ** (12.0 / 20.0)
 """Largest lift of what the input holds above the cutoff (12 dB): more
 would amplify real content when the detected cutoff lies below the true one."""
+TEXTURE_FLOOR = 0.5
+"""The copied-up fine structure is whitened (divided by its local RMS); magnitudes under this share of it are
+raised to it, keeping their phase.  An MP3 zeroes whole scalefactor bands below the cutoff in many frames, and
+copied up as they were those holes scored as missing highs.  Chosen on the bandwidth model's validation clips:
+the lowest LSD above the cutoff (1.593 with no floor, 1.552 here) that costs at most 0.05 dB of SNR (0.03 here;
+0.7 cost 0.1, 1.0 cost 0.34)."""
 EPS_POWER = 1e-14
 """Power floor (full-scale sine = 1): -140 dB."""
 ARCHITECTURE = "bandwidth-envelope-mlp"
@@ -208,6 +215,8 @@ def added_spectra(
     missing = np.maximum(target - boost ** 2 * held, 0.0) * np.clip((depth_db - 10.0) / 10.0, 0.0, 1.0)
     source = spectra[:, layout.source]
     whitened = source / np.sqrt(smooth[:, layout.source] + EPS_POWER)
+    magnitude = np.abs(whitened)
+    whitened = np.where(magnitude < TEXTURE_FLOOR, whitened * (TEXTURE_FLOOR / np.maximum(magnitude, 1e-30)), whitened)
     added = np.zeros_like(spectra)
     added[:, start:] = ((boost - 1.0) * spectra[:, start:] + whitened * np.sqrt(missing)) * layout.fade
     return added

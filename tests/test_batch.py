@@ -358,8 +358,14 @@ def _require_ray() -> str:
     return str(ray_cli)
 
 
+class RayHead(str):
+    """A Ray head's address; ``session`` is the id of the process session its processes (actors too) run in."""
+
+    session: int
+
+
 @pytest.fixture(scope="module")
-def ray_cluster() -> Iterator[str]:
+def ray_cluster() -> Iterator[RayHead]:
     """A 2-CPU Ray head on this machine for this module; yields its address, stops it (only it) afterwards.
 
     `ray start --block` in its own session: SIGTERM to that one process shuts down the processes it
@@ -375,7 +381,9 @@ def ray_cluster() -> Iterator[str]:
                             start_new_session=True)
     try:
         _wait_for_start(head)
-        yield f"127.0.0.1:{port}"
+        address = RayHead(f"127.0.0.1:{port}")
+        address.session = head.pid  # start_new_session: the session's id is its leader's pid
+        yield address
     finally:
         head.send_signal(signal.SIGTERM)
         try:
@@ -431,18 +439,23 @@ def test_ray_executor_on_a_local_cluster(tmp_path, ray_cluster):
     assert again.returncode == 1 and "0 done, 5 skipped, 1 failed" in again.stderr, again.stderr
 
 
-def test_ray_executor_stops_cleanly_on_ctrl_c_and_resumes(tmp_path, ray_cluster):
-    count = 10
+def _slow_ray_run(tmp_path: Path, ray_cluster: str, count: int) -> tuple[subprocess.Popen, Path, dict[str, str]]:
+    """``count`` 6-s files through SLOW_YAML on the Ray cluster, started in its own session: (process, out, env)."""
     for i in range(count):
         write_music(tmp_path / "in" / f"s{i:02d}.wav", seconds=6.0, seed=i)
     (tmp_path / "slow.yaml").write_text(SLOW_YAML)
-    out = tmp_path / "out"
     env = {**os.environ, "RAY_ADDRESS": ray_cluster}
     process = subprocess.Popen(
         [sys.executable, "-m", "pedalchain.cli", "apply", "slow.yaml", "in/*.wav", "-o", "out/", "--executor", "ray",
          "--address", "auto", "--block", "512"],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )
+    return process, tmp_path / "out", env
+
+
+def test_ray_executor_stops_cleanly_on_ctrl_c_and_resumes(tmp_path, ray_cluster):
+    count = 10
+    process, out, env = _slow_ray_run(tmp_path, ray_cluster, count)
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline and len(_mtimes(out) if out.exists() else {}) < 2:
         time.sleep(0.02)
@@ -476,17 +489,19 @@ def test_a_retried_file_is_sent_alone():
     assert not queue.retry(first[0]) and queue.pop_many(4) == []
 
 
-def _ray_render_workers() -> list[int]:
-    """Process ids of Ray actor processes rendering a task of ours (Ray titles them ``ray::RayWorker.render``)."""
+def _ray_render_workers(session: int) -> list[int]:
+    """Process ids of the actors of the Ray head in ``session`` rendering a task of ours (Ray titles them
+    ``ray::RayWorker.render``); other clusters on the machine are left alone."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             command = (entry / "cmdline").read_bytes().decode(errors="replace")
-        except OSError:
+            process_session = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[3])
+        except (OSError, IndexError, ValueError):
             continue
-        if command.startswith("ray::RayWorker.render"):
+        if command.startswith("ray::RayWorker.render") and process_session == session:
             found.append(int(entry.name))
     return found
 
@@ -495,20 +510,12 @@ def test_a_ray_worker_that_dies_is_replaced_and_its_files_rendered(tmp_path, ray
     """A task carries several files: when its actor dies (a plugin crashing the process), each of them is retried
     alone on a fresh actor, and every file is rendered once the run ends."""
     count = 10
-    for i in range(count):
-        write_music(tmp_path / "in" / f"s{i:02d}.wav", seconds=6.0, seed=i)
-    (tmp_path / "slow.yaml").write_text(SLOW_YAML)
-    out = tmp_path / "out"
-    env = {**os.environ, "RAY_ADDRESS": ray_cluster}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pedalchain.cli", "apply", "slow.yaml", "in/*.wav", "-o", "out/", "--executor", "ray",
-         "--address", "auto", "--block", "512"],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+    process, out, _ = _slow_ray_run(tmp_path, ray_cluster, count)
     deadline = time.monotonic() + 90
-    while time.monotonic() < deadline and not (_ray_render_workers() and out.exists() and not no_partial_files(out)):
+    while time.monotonic() < deadline and not (_ray_render_workers(ray_cluster.session) and out.exists()
+                                               and not no_partial_files(out)):
         time.sleep(0.02)
-    workers = _ray_render_workers()
+    workers = _ray_render_workers(ray_cluster.session)
     assert workers, "no Ray actor found rendering"
     os.kill(workers[0], signal.SIGKILL)
     stdout, err = process.communicate(timeout=120)

@@ -62,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--block", type=int, default=8192, metavar="SAMPLES", help="block size (output does not depend on it)"
     )
     apply.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    apply.add_argument("--format", choices=["wav", "flac", "aiff", "ogg", "mp3"], help="output container")
+    apply.add_argument("--format", type=str.lower, choices=["wav", "flac", "aiff", "ogg", "mp3"],
+                       help="output container (any case)")
     apply.add_argument("--subtype", help="output subtype, e.g. PCM_16, PCM_24, FLOAT (default: the input's)")
     verbosity = apply.add_mutually_exclusive_group()
     verbosity.add_argument("--quiet", action="store_true", help="print only errors")

@@ -867,6 +867,7 @@ class RayExecutor:
         for name, value in RAY_TASK_EVENTS.items():
             os.environ.setdefault(name, value)  # read when ray.init creates this process's core worker
         _ray_messages_to_stderr(self.ray)
+        _check_reachable(self.address if self.address not in (None, "auto") else os.environ.get("RAY_ADDRESS"))
         try:
             self.ray.init(address=self.address, logging_level=logging.ERROR, log_to_driver=False)
         except (ConnectionError, RuntimeError, ValueError) as error:
@@ -933,6 +934,30 @@ class RayExecutor:
                 remote = _absolute(item)
                 outcome.error = outcome.error.replace(remote.output, item.output).replace(remote.input, item.input)
         return outcomes
+
+
+RAY_CONNECT_TIMEOUT_S = 5.0
+
+
+def _check_reachable(address: str | None) -> None:
+    """ParameterError unless something accepts a TCP connection at a ``host:port`` cluster address within
+    :data:`RAY_CONNECT_TIMEOUT_S`: ``ray.init`` retries a dead address for minutes, logging each try.  ``auto``
+    (``RAY_ADDRESS`` unset), none and other forms are left to Ray (it says at once when it finds no cluster)."""
+    import socket
+
+    if not address or address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=RAY_CONNECT_TIMEOUT_S).close()
+    except OSError as error:
+        raise ParameterError(
+            f"cannot connect to a Ray cluster at {address}: nothing answers there ({error.strerror or error}); "
+            "start one with `ray start --head`",
+            where="--address",
+        ) from None
 
 
 def _ray_messages_to_stderr(ray: Any) -> None:

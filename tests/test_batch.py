@@ -523,3 +523,27 @@ def test_a_ray_worker_that_dies_is_replaced_and_its_files_rendered(tmp_path, ray
     assert "Traceback" not in err and no_partial_files(out)
     assert [name for name in files_under(out) if name.endswith(".wav")] == [f"s{i:02d}.wav" for i in range(count)]
     assert report(out)["done"] == count and len(stdout.splitlines()) == count
+
+
+@pytest.mark.parametrize("how", ["--address", "RAY_ADDRESS"])
+def test_a_ray_address_where_nothing_answers_is_one_line_exit_2(tmp_path, catalogue, how):
+    """ray.init retries a dead address for minutes, logging every try; we say so in one line within seconds."""
+    _require_ray()
+    address = f"127.0.0.1:{_free_port()}"
+    env = {**os.environ, "RAY_ADDRESS": address} if how == "RAY_ADDRESS" else None
+    argv = ["apply", "my.yaml", "cat/**/*.wav", "-o", "out/", "--executor", "ray", "--address",
+            address if how == "--address" else "auto"]
+    started = time.monotonic()
+    result = run_cli(*argv, cwd=tmp_path, env=env, timeout=60)
+    assert time.monotonic() - started < 30
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"chain: error: --address: cannot connect to a Ray cluster at {address}: nothing answers there "
+        "(Connection refused); start one with `ray start --head`"]
+    assert not (tmp_path / "out").exists()
+
+
+def test_output_format_is_accepted_in_any_case(tmp_path, catalogue):
+    result = run_cli("apply", "my.yaml", "cat/a/x.wav", "-o", "out/", "--format", "FLAC", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert files_under(tmp_path / "out") == sorted([STATE, "x.flac"])

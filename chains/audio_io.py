@@ -62,10 +62,16 @@ def probe_audio(path: str | Path) -> AudioInfo:
         raise AudioFileError("is a folder, not an audio file", where=path)
     if not os.access(path, os.R_OK):
         raise AudioFileError("cannot read: permission denied", where=path)
+    if path.stat().st_size == 0:
+        raise AudioFileError("is empty (0 bytes)", where=path)
+    if path.suffix.lower() in MPEG_SUFFIXES:
+        _check_mpeg_frames(path)
     try:
         info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, TypeError) as error:
         reason = str(error).split(": ", 1)[-1] if ": " in str(error) else str(error)
+        if reason.startswith("File does not exist"):  # libsndfile's words for content no decoder took
+            reason = "format not recognised, or the file is damaged"
         raise AudioFileError(f"not a readable audio file ({reason.strip()})", where=path) from None
     if info.frames <= 0:
         raise AudioFileError("contains no audio (0 samples)", where=path)
@@ -77,6 +83,65 @@ def probe_audio(path: str | Path) -> AudioInfo:
     audio = AudioInfo(path, int(info.samplerate), int(info.channels), int(info.frames), info.format, info.subtype)
     _check_declared_length(audio)
     return audio
+
+
+MPEG_SUFFIXES = (".mp3", ".mp2", ".mpga")
+MPEG_SEARCH_BYTES = 65536
+"""How far into an MPEG file (after any ID3v2 tag) the first of two chained frame headers must start."""
+OTHER_CONTAINER_MAGIC = (b"RIFF", b"RF64", b"fLaC", b"OggS", b"FORM")
+_MPEG_KBPS = {  # (MPEG-1?, layer) -> bitrate per index 1..14, kbit/s
+    (True, 1): (32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448),
+    (True, 2): (32, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384),
+    (True, 3): (32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
+    (False, 1): (32, 48, 56, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256),
+    (False, 2): (8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+}
+_MPEG_KBPS[(False, 3)] = _MPEG_KBPS[(False, 2)]
+_MPEG_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}  # by version bits
+
+
+def mpeg_frame_length(header: bytes) -> int | None:
+    """Bytes in the MPEG audio frame that starts with the 4-byte ``header``; None when it is not a frame header
+    (or a free-format one, whose length the header does not give)."""
+    if len(header) < 4 or header[0] != 0xFF or header[1] & 0xE0 != 0xE0:
+        return None
+    version, layer_bits = (header[1] >> 3) & 3, (header[1] >> 1) & 3
+    bitrate_index, rate_index, padding = header[2] >> 4, (header[2] >> 2) & 3, (header[2] >> 1) & 1
+    if version == 1 or layer_bits == 0 or bitrate_index in (0, 15) or rate_index == 3:
+        return None
+    layer, mpeg1 = 4 - layer_bits, version == 3
+    bitrate = _MPEG_KBPS[(mpeg1, layer)][bitrate_index - 1] * 1000
+    rate = _MPEG_RATES[version][rate_index]
+    if layer == 1:
+        return (12 * bitrate // rate + padding) * 4
+    return (144 if mpeg1 or layer == 2 else 72) * bitrate // rate + padding
+
+
+def _check_mpeg_frames(path: Path) -> None:
+    """Refuse an .mp3 in which no MPEG audio frame is followed by the next one where its header says.
+
+    Without this libmpg123 prints its resync notes to stderr and libsndfile then reports "File does not
+    exist"; an ID3v2 tag (album art can make it large) is skipped first."""
+    with path.open("rb") as stream:
+        head = stream.read(10)
+        if head[:4] in OTHER_CONTAINER_MAGIC:
+            return  # a misnamed file: libsndfile goes by the content
+        start = 0
+        if head[:3] == b"ID3" and len(head) == 10:
+            start = 10 + sum((byte & 0x7F) << shift for byte, shift in zip(head[6:10], (21, 14, 7, 0), strict=True))
+        stream.seek(start)
+        data = stream.read(MPEG_SEARCH_BYTES + 4096)
+        at_end = stream.read(1) == b""
+    for offset in range(min(len(data), MPEG_SEARCH_BYTES)):
+        length = mpeg_frame_length(data[offset:offset + 4])
+        if length is None:
+            continue
+        following = offset + length
+        if mpeg_frame_length(data[following:following + 4]) is not None or (at_end and following == len(data)):
+            return
+    raise AudioFileError(
+        f"not a readable audio file (no MPEG audio frames in its first {MPEG_SEARCH_BYTES // 1024} KB: "
+        "not an MP3, or a damaged one)", where=path)
 
 
 def _check_declared_length(info: AudioInfo) -> None:

@@ -186,6 +186,18 @@ def _garbage(tmp_path: Path) -> Path:
     return path
 
 
+def _garbage_mp3(tmp_path: Path) -> Path:
+    path = tmp_path / "garbage.mp3"
+    path.write_bytes(np.random.default_rng(0).bytes(20000))
+    return path
+
+
+def _zero_bytes(tmp_path: Path) -> Path:
+    path = tmp_path / "zero.flac"
+    path.write_bytes(b"")
+    return path
+
+
 def _truncated(tmp_path: Path) -> Path:
     path = write_tone(tmp_path / "truncated.wav", seconds=2.0)
     data = path.read_bytes()
@@ -211,6 +223,8 @@ def _nonfinite(tmp_path: Path) -> Path:
 BAD_INPUTS = {
     "missing": (lambda tmp: tmp / "nope.wav", ["nope.wav", "no such file"]),
     "garbage": (_garbage, ["garbage.wav", "not a readable audio file"]),
+    "garbage-mp3": (_garbage_mp3, ["garbage.mp3", "not a readable audio file", "no MPEG audio frames"]),
+    "zero-bytes": (_zero_bytes, ["zero.flac", "is empty (0 bytes)"]),
     "truncated": (_truncated, ["truncated.wav", "truncated"]),
     "zero-length": (_empty, ["empty.wav", "no audio"]),
     "nan-inf": (_nonfinite, ["nan.wav", "NaN", "--sanitize"]),

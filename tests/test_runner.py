@@ -185,3 +185,32 @@ def test_unmeasurable_loudness_is_named_and_the_level_left_alone(tmp_path, secon
     assert summary.normalization_gain_db == 0.0
     written, _ = sf.read(out, dtype="float32")
     assert np.array_equal(written[:, 0], audio.astype(np.float32))
+
+
+@pytest.mark.parametrize("sample_rate, quality", [(44100, "V2"), (22050, "64"), (8000, "32"), (48000, "320")])
+def test_real_mp3s_pass_the_frame_check_with_a_tag_or_junk_in_front(tmp_path, sample_rate, quality):
+    from pedalboard.io import AudioFile
+    from pedalchain.chains.audio_io import mpeg_frame_length, probe_audio
+
+    plain = tmp_path / "plain.mp3"
+    with AudioFile(str(plain), "w", sample_rate, 1, quality=quality) as stream:
+        stream.write(np.random.default_rng(0).standard_normal((1, sample_rate // 2)).astype(np.float32) * 0.1)
+    data = plain.read_bytes()
+    start = data.index(b"\xff")
+    assert mpeg_frame_length(data[start:start + 4]) is not None
+    tag_size = 200_000  # album art: the frames start after the ID3v2 tag
+    syncsafe = bytes((tag_size >> shift) & 0x7F for shift in (21, 14, 7, 0))
+    variants = {"tagged.mp3": b"ID3\x03\x00\x00" + syncsafe + bytes(tag_size) + data,
+                "junk.mp3": np.random.default_rng(1).bytes(3000) + data}
+    for name, content in variants.items():
+        (tmp_path / name).write_bytes(content)
+    for name in ("plain.mp3", *variants):
+        assert probe_audio(tmp_path / name).sample_rate == sample_rate
+
+
+def test_a_wav_named_mp3_is_read_by_its_content(tmp_path, song):
+    from pedalchain.chains.audio_io import probe_audio
+
+    misnamed = tmp_path / "misnamed.mp3"
+    misnamed.write_bytes(Path(song).read_bytes())
+    assert probe_audio(misnamed).container == "WAV"

@@ -222,3 +222,29 @@ def test_holes_below_the_cutoff_are_not_copied_up_as_holes():
     typical = np.median(above)
     assert np.mean(above < 1e-3 * typical) < 0.01  # no bin copied up from a hole stays a hole
     assert TEXTURE_FLOOR < 1.0  # the texture keeps its valleys, only holes are raised
+
+
+def test_an_mp3_hole_in_the_anchor_band_is_bridged_but_a_note_end_is_not():
+    """A low-bitrate MP3 empties the top scalefactor bands below its cutoff for a few frames while the bands under
+    them play on: the fill keeps its level there.  When the whole spectrum stops, the fill stops with it."""
+    from pedalchain.effects.restorers.bandwidth import (
+        HOLE_DECAY_BELS,
+        Layout,
+        analysis_spectra,
+        frame_features,
+        held_anchor,
+    )
+
+    layout = Layout(11000.0, FS, 2048)
+    spectra = analysis_spectra(np.random.default_rng(6).standard_normal((30, 2048)), 2048) * 1e-2
+    spectra[:, layout.fade_bin:] = 0  # the stopband
+    anchor_bins = slice(layout.in_edges[-2], layout.fade_bin)
+    spectra[10:13, anchor_bins] = 0  # the hole: 3 frames
+    spectra[20:, :] = 0  # the note ends
+    power = np.abs(spectra) ** 2
+    features, anchor = frame_features(power, layout)
+    held = held_anchor(features, anchor)
+    assert anchor[10:13].max() < anchor[9] - 5  # the hole, as it was: 50 dB and more under
+    assert np.all(held[10:13] >= anchor[9] - 3 * HOLE_DECAY_BELS - 0.2)
+    assert np.all(held >= anchor)  # holding only ever raises the anchor
+    assert held[20:].max() < anchor[19] - 5  # nothing held over silence

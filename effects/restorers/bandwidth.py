@@ -380,7 +380,7 @@ def added_stream(channels: int, sample_rate: float, layout: Layout, arrays: dict
 
     def hook(spectra: np.ndarray, context: FrameContext) -> np.ndarray:
         frames = spectra.transpose(0, 2, 1).astype(np.complex128) / scale
-        added = np.stack([extend_frames(frames[channel], layout, arrays, taper)[context.lookbehind:]
+        added = np.stack([extend_frames(frames[channel], layout, arrays, taper, context.lookbehind)
                           for channel in range(channels)])
         return (added * scale).transpose(0, 2, 1)
 
@@ -404,10 +404,12 @@ def held_anchor(features: np.ndarray, anchor: np.ndarray) -> np.ndarray:
     return np.maximum(anchor, np.where(np.isfinite(held), reference + held, anchor))
 
 
-def extend_frames(spectra: np.ndarray, layout: Layout, arrays: dict[str, np.ndarray], taper: float) -> np.ndarray:
+def extend_frames(spectra: np.ndarray, layout: Layout, arrays: dict[str, np.ndarray], taper: float,
+                  context: int = 0) -> np.ndarray:
     """The spectra to add to frames ``spectra`` (F, bins) of one channel: features -> envelope -> fill.  The first
-    :data:`HOLE_HOLD_FRAMES` frames are context for :func:`held_anchor` (what they get is not meant to be used)."""
+    ``context`` frames only inform :func:`held_anchor`; the result holds the F - context frames after them."""
     power = spectra.real ** 2 + spectra.imag ** 2
     features, anchor = frame_features(power, layout)
-    predicted = mlp_forward(features, arrays)
-    return added_spectra(spectra, predicted, held_anchor(features, anchor), layout, taper)
+    anchor = held_anchor(features, anchor)[context:]
+    predicted = mlp_forward(features[context:], arrays)
+    return added_spectra(spectra[context:], predicted, anchor, layout, taper)

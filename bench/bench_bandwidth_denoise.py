@@ -14,12 +14,14 @@ the detected cutoff for every method).  Denoise: ``noise:10`` (kind drawn per fi
 methods: passthrough, power spectral subtraction with the restorer's own noise profile and floor, the restorer
 at ``amount_db`` 12 and 20.  Speed: one-shot processing of a 30 s stereo 44.1 kHz excerpt, x real time.
 
-Run: ``.venv/bin/python bench/bench_bandwidth_denoise.py`` (about 2–4 minutes); it rewrites its section of
-bench/RESULTS.md and writes bench/bandwidth_example.png and bench/denoise_example.png.
+Run: ``.venv/bin/python bench/bench_bandwidth_denoise.py [--no-results]`` (about 2–4 minutes); it rewrites its
+section of bench/RESULTS.md and writes bench/bandwidth_example.png and bench/denoise_example.png, unless
+``--no-results`` (print only).
 """
 
 from __future__ import annotations
 
+import argparse
 import math
 import sys
 import time
@@ -138,7 +140,7 @@ def mean(rows: list[dict], key: str) -> float:
     return float(np.mean(values)) if values else float("nan")
 
 
-def bench_bandwidth(files: list[Path]) -> tuple[str, dict]:
+def bench_bandwidth(files: list[Path], figures: bool) -> tuple[str, dict]:
     methods = ("passthrough", "sinc resampling", "noise fill", "bandwidth (auto)")
     table, summary = [], {}
     example = None
@@ -177,14 +179,15 @@ def bench_bandwidth(files: list[Path]) -> tuple[str, dict]:
         summary[spec]["cutoff_hz_median"] = float(np.median(cutoffs)) if cutoffs else None
         summary[spec]["skipped_no_cutoff"] = skipped
     clean, outputs, cutoff, name = example
-    spectrogram_png(BENCH / "bandwidth_example.png",
-                    {"clean": clean, "MP3 128 kbps": outputs["passthrough"], "noise fill": outputs["noise fill"],
-                     "bandwidth (auto)": outputs["bandwidth (auto)"]},
-                    FS, f"{name}: MP3 128 kbps, cutoff {cutoff / 1000:.1f} kHz detected")
+    if figures:
+        spectrogram_png(BENCH / "bandwidth_example.png",
+                        {"clean": clean, "MP3 128 kbps": outputs["passthrough"], "noise fill": outputs["noise fill"],
+                         "bandwidth (auto)": outputs["bandwidth (auto)"]},
+                        FS, f"{name}: MP3 128 kbps, cutoff {cutoff / 1000:.1f} kHz detected")
     return "\n".join(table), summary
 
 
-def bench_denoise(files: list[Path]) -> tuple[str, dict, list[str]]:
+def bench_denoise(files: list[Path], figures: bool) -> tuple[str, dict, list[str]]:
     damage = parse_damage("noise:10")
     rng = np.random.default_rng(SEED)
     methods = ("passthrough", "spectral subtraction (12 dB floor)", "denoise amount_db 12", "denoise amount_db 20",
@@ -210,22 +213,27 @@ def bench_denoise(files: list[Path]) -> tuple[str, dict, list[str]]:
              f"| {mean(rows[name], 'si_sdr_db') - base:+.2f} | {mean(rows[name], 'lsd'):.3f} |" for name in methods]
     summary = {name: {key: mean(rows[name], key) for key in ("snr_db", "si_sdr_db", "lsd")} for name in methods}
     clean, outputs, name, kind = example
-    spectrogram_png(BENCH / "denoise_example.png",
-                    {"clean": clean, f"noisy (10 dB, {kind})": outputs["passthrough"],
-                     "spectral subtraction": outputs["spectral subtraction (12 dB floor)"],
-                     "denoise (12 dB)": outputs["denoise amount_db 12"]},
-                    FS, f"{name}: {kind} noise at 10 dB SNR")
+    if figures:
+        spectrogram_png(BENCH / "denoise_example.png",
+                        {"clean": clean, f"noisy (10 dB, {kind})": outputs["passthrough"],
+                         "spectral subtraction": outputs["spectral subtraction (12 dB floor)"],
+                         "denoise (12 dB)": outputs["denoise amount_db 12"]},
+                        FS, f"{name}: {kind} noise at 10 dB SNR")
     return "\n".join(table), summary, kinds
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--no-results", action="store_true",
+                        help="print the section only: bench/RESULTS.md and the two PNGs stay as they are")
+    args = parser.parse_args()
     info = machine()
     files = test_files()
     if not files:
         raise SystemExit("no test files: build the corpus and ship the models first")
     started = time.perf_counter()
-    bw_table, bw_summary = bench_bandwidth(files)
-    dn_table, dn_summary, kinds = bench_denoise(files)
+    bw_table, bw_summary = bench_bandwidth(files, not args.no_results)
+    dn_table, dn_summary, kinds = bench_denoise(files, not args.no_results)
     clips = [np.atleast_2d(read_clip(path, FS)) for path in files]
     excerpt = np.concatenate([np.repeat(clip, 2 // clip.shape[0], axis=0)[:2] for clip in clips], axis=1)
     excerpt = np.tile(excerpt, (1, math.ceil(30 * FS / excerpt.shape[1])))[:, :30 * FS]
@@ -297,7 +305,8 @@ Spectral subtraction uses the plain 10th-percentile profile (hum and held notes 
 - bandwidth (cutoff auto, MP3 128 kbps input, analysis included): {speed_bw:.0f}x real time ({yes_no(speed_bw >= 30)})
 - denoise (analysis included): {speed_dn:.0f}x real time ({yes_no(speed_dn >= 30)})
 """
-    replace_section(SECTION, body)
+    if not args.no_results:
+        replace_section(SECTION, body)
     print(body)
 
 

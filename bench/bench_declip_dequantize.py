@@ -12,12 +12,14 @@ band the repair keeps).  Speed: one-shot ``process`` (analysis included) under a
 file runner runs it, audio seconds per wall second.
 
 Writes the ``declip-dequantize`` section of bench/RESULTS.md, bench/declip_spectrogram.png and
-bench/dequantize_spectrogram.png.
-Run: ``.venv/bin/python bench/bench_declip_dequantize.py`` (about 2–4 minutes on the shared 2-core machine).
+bench/dequantize_spectrogram.png, unless ``--no-results`` (print only).
+Run: ``.venv/bin/python bench/bench_declip_dequantize.py [--no-results]`` (about 2–4 minutes on the shared 2-core
+machine).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
@@ -109,6 +111,10 @@ def timed(restorer, audio: np.ndarray) -> tuple[np.ndarray, float]:
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--no-results", action="store_true",
+                        help="print the section only: bench/RESULTS.md and the two PNGs stay as they are")
+    figures = not parser.parse_args().no_results
     info = machine()
     files = recordings()
     clips = [read_clip(p, SR)[:, : int(MAX_S * SR)] for p in files]
@@ -130,7 +136,7 @@ def main() -> int:
                               interpolate_runs(damaged, flags, "linear")),
                               ("cubic spline", interpolate_runs(damaged, flags, "spline")), ("declip", repaired)):
                 rows.setdefault(name, []).append(metrics(clean, out))
-            if over_db == 6.0 and path == example:
+            if figures and over_db == 6.0 and path == example:
                 spectrogram_png(BENCH / "declip_spectrogram.png",
                                 {"clean": clean, f"clipped ({over_db:g} dB over)": damaged, "declipped": repaired},
                                 SR, title=f"{path.name}: declip at {over_db:g} dB over threshold")
@@ -158,7 +164,7 @@ def main() -> int:
             for name, out in (("passthrough (staircase)", damaged), ("linear interpolation", linear),
                               ("windowed sinc", sinc), ("dequantize", repaired), (AUTO_ROW, auto)):
                 rows.setdefault(name, []).append(metrics(clean, out))
-            if factor == 4 and path == example:
+            if figures and factor == 4 and path == example:
                 spectrogram_png(BENCH / "dequantize_spectrogram.png",
                                 {"clean": clean, f"held by {factor} (staircase)": damaged, "dequantized": repaired,
                                  "restorer: auto": auto},
@@ -196,7 +202,8 @@ def main() -> int:
         + "- spectrograms: `bench/declip_spectrogram.png` (clip:6), `bench/dequantize_spectrogram.png` (hold:4)\n\n"
         + "\n\n".join(sections)
     )
-    replace_section("declip-dequantize", body)
+    if figures:
+        replace_section("declip-dequantize", body)
     print(body)
     return 0
 

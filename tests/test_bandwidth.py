@@ -248,3 +248,19 @@ def test_an_mp3_hole_in_the_anchor_band_is_bridged_but_a_note_end_is_not():
     assert np.all(held[10:13] >= anchor[9] - 3 * HOLE_DECAY_BELS - 0.2)
     assert np.all(held >= anchor)  # holding only ever raises the anchor
     assert held[20:].max() < anchor[19] - 5  # nothing held over silence
+
+
+def test_the_taper_chosen_never_leaves_the_band_duller_than_a_noise_fill():
+    from pedalchain.models.restore.fit_bandwidth import choose_taper
+
+    def row(lsd: float, snr: float) -> dict[str, float]:
+        return {"lsd_high": lsd, "lsd_high_noise_fill": 1.6, "snr_change_db": snr}
+
+    # 72 dB/octave would meet the SNR allowance, but by then the band is duller than plain noise
+    summary = {0.0: row(1.5, -1.4), 12.0: row(1.55, -0.9), 24.0: row(1.9, -0.6), 72.0: row(3.0, -0.3)}
+    assert choose_taper(summary) == 12.0
+    summary[12.0] = row(1.55, -0.3)
+    assert choose_taper(summary) == 12.0
+    summary[0.0] = row(1.5, -0.2)
+    assert choose_taper(summary) == 0.0
+    assert choose_taper({0.0: row(1.7, -2.0), 12.0: row(1.8, -1.0)}) == 0.0

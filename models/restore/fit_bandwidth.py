@@ -9,9 +9,9 @@ clip (as ``cutoff: auto`` does at run time; the nominal one when detection finds
 the clean spectrum's band levels above the cutoff are collected (:mod:`pedalchain.effects.restorers.bandwidth`),
 and a small MLP (10 -> 16 -> 16 -> 8, tanh) is fitted with AdamW on the squared error in bels (overshoots weighted
 x3: they add error energy and hiss), early-stopped on the validation clips.  Then the taper (dB per octave above
-the cutoff) is chosen on the validation clips: the smallest that keeps the mean SNR within 0.4 dB of passthrough
-(the fill is uncorrelated with the true highs, so it adds its own energy to the error); when none does, the
-steepest whose LSD above the cutoff still beats the noise-fill baseline (:func:`noise_fill_buffer`) there.
+the cutoff) is chosen on the validation clips: of those whose LSD above the cutoff beats the noise-fill baseline
+(:func:`noise_fill_buffer`) there, the smallest that keeps the mean SNR within 0.4 dB of passthrough (the fill is
+uncorrelated with the true highs, so it adds its own energy to the error), else the steepest (:func:`choose_taper`).
 
 Torch is imported lazily and runs on one thread.  The shipped model was built with ``chain train restorer
 --damage bandwidth:11000 --minutes 3 -o models/weights/restorers/bandwidth.safetensors`` (seed 0, the default
@@ -315,13 +315,14 @@ def evaluate(clips: Sequence[Any], sample_rate: float, arrays: dict[str, np.ndar
 
 
 def choose_taper(summary: dict[float, dict[str, float]]) -> float:
-    """The smallest taper whose mean SNR change is >= -SNR_ALLOWANCE_DB; when none is, the steepest one whose LSD
-    above the cutoff still beats the noise-fill baseline's on the validation clips (the smallest if none does)."""
-    for taper in sorted(summary):
+    """Among the tapers whose LSD above the cutoff beats the noise-fill baseline's on the validation clips, the
+    smallest whose mean SNR change is >= -SNR_ALLOWANCE_DB, else the steepest (the smallest taper if none beats
+    it): a taper steep enough for the SNR can leave the band duller than plain noise would."""
+    beating = sorted(taper for taper, row in summary.items() if row["lsd_high"] < row["lsd_high_noise_fill"])
+    for taper in beating:
         if summary[taper]["snr_change_db"] >= -SNR_ALLOWANCE_DB:
             return taper
-    beating = [taper for taper, row in summary.items() if row["lsd_high"] < row["lsd_high_noise_fill"]]
-    return max(beating) if beating else min(summary)
+    return beating[-1] if beating else min(summary)
 
 
 def fit(train_clips: Sequence[Any], val_clips: Sequence[Any], sample_rate: float, damage: Any, seed: int,

@@ -119,14 +119,19 @@ class HumModel:
         amplitudes: complex amplitude of each harmonic per channel and block (channels, M, K), phase relative to
             sample 0: the hum near block m is Re(sum_k a[m, k] exp(2 pi i f_k n / rate)).  Between centres the
             amplitudes are interpolated linearly, before the first and after the last held.
+        end: samples the hum was measured over; from there on there is none (the zeros that flush a step's
+            latency, or a reverb's tail, hold no hum to subtract).
+        bases: the mains frequencies (50 and/or 60 Hz) the harmonics belong to, Hz.
     """
 
     def __init__(self, frequencies: np.ndarray, sample_rate: float, centres: np.ndarray,
-                 amplitudes: np.ndarray) -> None:
+                 amplitudes: np.ndarray, end: int, bases: tuple[float, ...]) -> None:
         self.frequencies = np.asarray(frequencies, np.float64)
         self.sample_rate = float(sample_rate)
         self.centres = np.asarray(centres, np.float64)
         self.amplitudes = np.asarray(amplitudes, complex)
+        self.end = int(end)
+        self.bases = tuple(bases)
 
     def synthesize(self, start: int, count: int) -> np.ndarray:
         """The hum at absolute samples [start, start + count): float64 (channels, count)."""
@@ -145,12 +150,11 @@ class HumModel:
         # phase by whole periods first: n x f in float64 keeps micro-radian precision for days of audio
         cycles = np.outer(n, self.frequencies) / self.sample_rate
         carrier = np.exp(2j * np.pi * (cycles - np.floor(cycles)))
-        return np.einsum("cnk,nk->cn", amplitude, carrier).real
+        return np.einsum("cnk,nk->cn", amplitude, carrier).real * (n < self.end)
 
     def describe(self) -> str:
-        bases = sorted({base for base in HUM_BASES_HZ if np.any(self.frequencies % base == 0)})
         level = 20 * math.log10(max(float(np.abs(self.amplitudes).max()), 1e-12))
-        return (f"mains hum at {'/'.join(f'{b:g}' for b in bases)} Hz ({len(self.frequencies)} harmonics, "
+        return (f"mains hum at {'/'.join(f'{b:g}' for b in self.bases)} Hz ({len(self.frequencies)} harmonics, "
                 f"strongest {level:.0f} dBFS peak)")
 
 
@@ -310,7 +314,9 @@ class NoiseProfiler:
         lengths = np.full(len(blocks), self.hum_block)
         lengths[-1] = self.hum_block if len(blocks) == len(self._hum_blocks) else carry.shape[1]
         amplitudes = np.stack(blocks, axis=1)[:, :, keep]  # (channels, blocks, harmonics)
-        return HumModel(self.hum_candidates[keep], self.sample_rate, starts + lengths / 2, amplitudes)
+        end = len(self._hum_blocks) * self.hum_block + (carry.shape[1] if carry is not None else 0)
+        return HumModel(self.hum_candidates[keep], self.sample_rate, starts + lengths / 2, amplitudes, end,
+                        tuple(bases))
 
     def spread_db(self) -> np.ndarray:
         """Per bin, median minus 10th percentile of the frame power, dB, less what noise alone spreads beyond

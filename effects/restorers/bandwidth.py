@@ -65,10 +65,16 @@ LIFT_RAMP_OCTAVES = 1 / 4
 Chebyshev stopband), allowed in full from 1/4 octave above the cutoff and rising to it from none at the cutoff
 (320 dB per octave; an 80 dB lift from the cutoff on put the added signal at -50 dB of the input 556 Hz below
 it, against the -60 dB allowed).  Chosen on the bandwidth model's validation clips: against the earlier 12 dB
-lift over the first 1/12 octave, the SNR change from passthrough went -1.69 -> -0.27 dB (lowpass 11 kHz),
--3.01 -> -1.97 (16 kHz), -1.86 -> -1.05 (11 kHz, then 16 bits with dither), -0.28 -> -0.22 (MP3 64 kbps),
--0.54 -> -0.48 (128 kbps), with LSD above the cutoff the same or lower in each (60 dB reached at 1/8 octave:
--0.61 dB at 11 kHz)."""
+lift over the first 1/12 octave, and before :data:`LIFT_FLOOR_DB`, the SNR change from passthrough went
+-1.69 -> -0.27 dB (lowpass 11 kHz), -3.01 -> -1.97 (16 kHz), -1.86 -> -1.05 (11 kHz, then 16 bits with dither),
+-0.28 -> -0.22 (MP3 64 kbps), -0.54 -> -0.48 (128 kbps), with LSD above the cutoff the same or lower in each
+(60 dB reached at 1/8 octave: -0.61 dB at 11 kHz)."""
+LIFT_FLOOR_DB = -125.0
+"""Nothing under this power per STFT bin (dB re a full-scale sine) is lifted, and from 10 dB above it the lift is
+whole.  An MP3 decoder leaves residues of -120 to -135 dB above its cutoff whatever the music's level (in a quiet
+file an 80 dB lift turned them into steady whistles), and a 16-bit file's dither lies near -131 dB: what is
+lifted must be more than that.  On the validation clips it gave up part of the gain above (lowpass 11 kHz SNR
+change -0.93 dB, 16 kHz -2.47, 16-bit -1.10), the MP3 rates as without the lift."""
 TEXTURE_FLOOR = 0.5
 """The copied-up fine structure is whitened (divided by its local RMS); magnitudes under this share of it are
 raised to it, keeping their phase.  An MP3 zeroes whole scalefactor bands below the cutoff in many frames, and
@@ -221,13 +227,14 @@ def added_spectra(
     # (real content above a cutoff detected too low stays as it is)
     depth_db = 10 * np.log10((target + EPS_POWER) / (held + EPS_POWER))
     stopband = np.clip((depth_db - 10.0) / 10.0, 0.0, 1.0)
-    # what a stopband above the cutoff still holds is mostly an attenuated copy of the truth (a lowpass's stopband
-    # above the noise floor): lifted coherently towards the target it comes back, where a fill would only add
-    # error (on a 16-bit file the lift ends at the dither, which it shapes into a fill of its own); the lift
-    # allowed rises from none at the cutoff, as a gain that jumps there leaks through the STFT window below it
+    # what a stopband above the cutoff still holds over the floor of dither and codec residues is mostly an
+    # attenuated copy of the truth (a lowpass's stopband): lifted coherently towards the target it comes back,
+    # where a fill would only add error; the lift allowed rises from none at the cutoff, as a gain that jumps
+    # there leaks through the STFT window into the band below
     allowed = MAX_LIFT ** np.clip(octaves / LIFT_RAMP_OCTAVES, 0.0, 1.0)
     lift = np.minimum(np.sqrt(np.maximum(target / (held + EPS_POWER), 1.0)), allowed)
-    boost = 1.0 + (lift - 1.0) * stopband
+    liftable = np.clip((10 * np.log10(held + EPS_POWER) - LIFT_FLOOR_DB) / 10.0, 0.0, 1.0)
+    boost = 1.0 + (lift - 1.0) * stopband * liftable
     # the copied-up fine structure fills what the lift does not reach
     missing = np.maximum(target - boost ** 2 * held, 0.0) * stopband
     source = spectra[:, layout.source]

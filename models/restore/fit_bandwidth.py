@@ -11,7 +11,7 @@ and a small MLP (10 -> 16 -> 16 -> 8, tanh) is fitted with AdamW on the squared 
 x3: they add error energy and hiss), early-stopped on the validation clips.  Then the taper (dB per octave above
 the cutoff) is chosen on the validation clips: of those whose LSD above the cutoff beats the noise-fill baseline
 (:func:`noise_fill_buffer`) there, the smallest that keeps the mean SNR within 0.4 dB of passthrough (the fill is
-uncorrelated with the true highs, so it adds its own energy to the error), else the steepest (:func:`choose_taper`).
+uncorrelated with the true highs, so it adds its own energy to the error), else none (:func:`choose_taper`).
 
 Torch is imported lazily and runs on one thread.  The shipped model was built with ``chain train restorer
 --damage bandwidth:11000 --minutes 3 -o models/weights/restorers/bandwidth.safetensors`` (seed 0, the default
@@ -316,13 +316,13 @@ def evaluate(clips: Sequence[Any], sample_rate: float, arrays: dict[str, np.ndar
 
 def choose_taper(summary: dict[float, dict[str, float]]) -> float:
     """Among the tapers whose LSD above the cutoff beats the noise-fill baseline's on the validation clips, the
-    smallest whose mean SNR change is >= -SNR_ALLOWANCE_DB, else the steepest (the smallest taper if none beats
-    it): a taper steep enough for the SNR can leave the band duller than plain noise would."""
-    beating = sorted(taper for taper, row in summary.items() if row["lsd_high"] < row["lsd_high_noise_fill"])
-    for taper in beating:
-        if summary[taper]["snr_change_db"] >= -SNR_ALLOWANCE_DB:
+    smallest whose mean SNR change is >= -SNR_ALLOWANCE_DB; when none is, the smallest taper of all.  A taper
+    only dulls the band: it is worth it where it buys the SNR goal, not part of the way there."""
+    for taper in sorted(summary):
+        row = summary[taper]
+        if row["lsd_high"] < row["lsd_high_noise_fill"] and row["snr_change_db"] >= -SNR_ALLOWANCE_DB:
             return taper
-    return beating[-1] if beating else min(summary)
+    return min(summary)
 
 
 def fit(train_clips: Sequence[Any], val_clips: Sequence[Any], sample_rate: float, damage: Any, seed: int,

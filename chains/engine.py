@@ -260,9 +260,7 @@ class Chain(Processor):
 
 
 def _check_step_format(processor: StepObject, sample_rate: float, num_channels: int) -> None:
-    if isinstance(processor, Chain):
-        processor.check_format(sample_rate, num_channels)
-    elif isinstance(processor, Parallel):
+    if isinstance(processor, Parallel):
         for branch in processor.branches:
             _check_step_format(branch, sample_rate, num_channels)
     elif isinstance(processor, pedalboard.Plugin):
@@ -271,3 +269,5 @@ def _check_step_format(processor: StepObject, sample_rate: float, num_channels: 
                 check_sample_rate(plugin, sample_rate)
             elif isinstance(plugin, pedalboard.VST3Plugin):
                 check_vst3_channels(plugin, num_channels)
+    elif isinstance(processor, Processor):
+        processor.check_format(sample_rate, num_channels)

@@ -113,6 +113,12 @@ class Processor(ABC):
         self._ensure_prepared(float(sample_rate), int(num_channels), force_reset=True)
         return self._latency
 
+    def check_format(self, sample_rate: float, num_channels: int) -> None:
+        """Refuse, with a ParameterError naming the setting, a sample rate or channel count this processor cannot
+        run at.  A chain calls it for every step before preparing any, so the error names the step's YAML line;
+        most processors take any format."""
+        return None
+
     def analyze_input(self, source: Path | np.ndarray, sample_rate: float) -> list[str]:
         """Look at the whole input before processing it; return one line per finding for the file summary.
 

@@ -180,6 +180,19 @@ def test_cutoff_above_the_files_nyquist_is_refused(tmp_path, song):
     assert not (tmp_path / "song.bad.wav").exists()
 
 
+@pytest.mark.parametrize("text, rate, says", [
+    ("steps:\n  - restorer: bandwidth\n    cutoff: 50000\n", SR, "bad.yaml:2: restorer: bandwidth.cutoff: 50000 Hz"),
+    ("steps:\n  - plugin: Gain\n  - restorer: doubled-samples\n", 16000,
+     "bad.yaml:3: restorer: doubled-samples: runs at 32–50 kHz"),
+])
+def test_a_restorer_setting_wrong_for_the_files_rate_names_the_yaml_line(tmp_path, text, rate, says):
+    song = write_tone(tmp_path / "song.wav", sr=rate)
+    result = run_cli("apply", str(_bad_yaml(tmp_path, text)), str(song), cwd=tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and says in result.stderr, result.stderr
+    assert not (tmp_path / "song.bad.wav").exists()
+
+
 def _garbage(tmp_path: Path) -> Path:
     path = tmp_path / "garbage.wav"
     path.write_bytes(np.random.default_rng(0).bytes(5000))

@@ -37,6 +37,20 @@ class Restorer(Processor):
 
     #: the YAML value naming this restorer, e.g. "doubled-samples"
     name: str
+    #: sample rates it runs at (Hz), and why, when that is not obvious
+    min_rate_hz: float = 8000.0
+    max_rate_hz: float = 192000.0
+    rate_note: str = ""
+
+    def check_format(self, sample_rate: float, num_channels: int) -> None:
+        self.check_rate(sample_rate)
+
+    def check_rate(self, sample_rate: float) -> None:
+        """ParameterError naming this restorer unless ``sample_rate`` lies in [min_rate_hz, max_rate_hz]."""
+        if not self.min_rate_hz <= sample_rate <= self.max_rate_hz:
+            raise ParameterError(
+                f"runs at {self.min_rate_hz / 1000:g}–{self.max_rate_hz / 1000:g} kHz{self.rate_note}; this audio "
+                f"is {sample_rate:g} Hz (resample it first)", where=f"restorer: {self.name}")
 
     @classmethod
     def from_params(

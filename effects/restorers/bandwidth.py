@@ -94,16 +94,6 @@ DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "models" / "weights" / "
 
 
 # -- STFT helpers shared with the denoiser -------------------------------------------------------------------------
-def check_rate(sample_rate: float, who: str) -> None:
-    """ParameterError unless ``sample_rate`` lies in [32, 96] kHz."""
-    if not MIN_RATE_HZ <= sample_rate <= MAX_RATE_HZ:
-        raise ParameterError(
-            f"{who} runs at {MIN_RATE_HZ / 1000:g}–{MAX_RATE_HZ / 1000:g} kHz; this audio is {sample_rate:g} Hz "
-            "(resample it first)",
-            where=f"restorer: {who}",
-        )
-
-
 def analysis_spectra(frames: np.ndarray, n_fft: int) -> np.ndarray:
     """Spectra (..., bins) of frames (..., n_fft) as :class:`StftStream` takes them (sqrt-Hann, unscaled rfft),
     divided by the window gain so that a full-scale sine on a bin has magnitude 1 (the models' scale)."""
@@ -284,6 +274,7 @@ class BandwidthExtension(Restorer):
     """
 
     name = "bandwidth"
+    min_rate_hz, max_rate_hz = MIN_RATE_HZ, MAX_RATE_HZ
 
     def __init__(self, cutoff: float | str = "auto", model: str | Path | None = None,
                  base_dir: str | Path | None = None) -> None:
@@ -343,7 +334,7 @@ class BandwidthExtension(Restorer):
     def analyze_input(self, source: Path | np.ndarray, sample_rate: float) -> list[str]:
         if self.cutoff != "auto":
             return []
-        check_rate(sample_rate, self.name)
+        self.check_rate(sample_rate)
         self.detected = detect_cutoff(source, sample_rate)
         self._reconfigured()
         if self.detected is None:
@@ -357,14 +348,17 @@ class BandwidthExtension(Restorer):
     def _usable(cutoff: float, sample_rate: float) -> bool:
         return MIN_CUTOFF_HZ <= cutoff <= MAX_CUTOFF_SHARE * sample_rate / 2
 
+    def check_format(self, sample_rate: float, num_channels: int) -> None:
+        self.check_rate(sample_rate)
+        if self.cutoff != "auto" and not self._usable(float(self.cutoff), sample_rate):
+            raise ParameterError(
+                f"{float(self.cutoff):g} Hz is out of range for {sample_rate:g} Hz audio: {MIN_CUTOFF_HZ:g} … "
+                f"{MAX_CUTOFF_SHARE * sample_rate / 2:g} Hz", where="restorer: bandwidth.cutoff")
+
     def _prepare(self, sample_rate: float, num_channels: int) -> int:
-        check_rate(sample_rate, self.name)
+        self.check_format(sample_rate, num_channels)
         n_fft, hop = stft_size(sample_rate)
         cutoff = self.detected if self.cutoff == "auto" else float(self.cutoff)
-        if self.cutoff != "auto" and not self._usable(cutoff, sample_rate):
-            raise ParameterError(
-                f"cutoff: {cutoff:g} Hz is out of range at {sample_rate:g} Hz: {MIN_CUTOFF_HZ:g} … "
-                f"{MAX_CUTOFF_SHARE * sample_rate / 2:g} Hz", where="restorer: bandwidth.cutoff")
         self._active_cutoff = cutoff if cutoff is not None and self._usable(cutoff, sample_rate) else None
         self._stream = None
         if self._active_cutoff is not None:

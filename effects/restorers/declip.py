@@ -330,6 +330,7 @@ class Declip(Restorer):
     """
 
     name = "declip"
+    min_rate_hz, max_rate_hz = MIN_RATE_HZ, MAX_RATE_HZ
 
     def __init__(self, threshold: float | str = "auto", model: str | Path | None = None) -> None:
         super().__init__()
@@ -410,9 +411,7 @@ class Declip(Restorer):
 
     # -- Processor -----------------------------------------------------------------------------------------------
     def _prepare(self, sample_rate: float, num_channels: int) -> int:
-        if not MIN_RATE_HZ <= sample_rate <= MAX_RATE_HZ:
-            raise ParameterError(f"declip runs at {MIN_RATE_HZ / 1000:g}–{MAX_RATE_HZ / 1000:g} kHz; this audio is "
-                                 f"{sample_rate:g} Hz (resample it first)", where="restorer: declip")
+        self.check_rate(sample_rate)
         self._channels = num_channels
         return self._reconstructor.segment + self._reconstructor.lookahead
 

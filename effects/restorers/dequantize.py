@@ -195,6 +195,7 @@ class Dequantize(Restorer):
     """
 
     name = "dequantize"
+    min_rate_hz, max_rate_hz = MIN_RATE_HZ, MAX_RATE_HZ
 
     def __init__(self, hold: int | str = "auto", bits: int | str = "auto", model: str | Path | None = None) -> None:
         super().__init__()
@@ -258,9 +259,7 @@ class Dequantize(Restorer):
 
     # -- Processor ---------------------------------------------------------------------------------------------
     def _prepare(self, sample_rate: float, num_channels: int) -> int:
-        if not MIN_RATE_HZ <= sample_rate <= MAX_RATE_HZ:
-            raise ParameterError(f"dequantize runs at {MIN_RATE_HZ / 1000:g}–{MAX_RATE_HZ / 1000:g} kHz; this "
-                                 f"audio is {sample_rate:g} Hz", where="restorer: dequantize")
+        self.check_rate(sample_rate)
         self._channels = num_channels
         self._filters = None
         if self._factor:

@@ -305,6 +305,7 @@ class DoubledSampleRepair(Restorer):
     """
 
     name = "doubled-samples"
+    min_rate_hz, max_rate_hz, rate_note = MIN_RATE_HZ, MAX_RATE_HZ, " (trained at 44.1 kHz)"
 
     def __init__(self, mode: str = "detect", parity: str | int = "auto", model: str | Path | None = None,
                  base_dir: str | Path | None = None, where: str | None = None,
@@ -371,7 +372,7 @@ class DoubledSampleRepair(Restorer):
 
     # -- analysis ------------------------------------------------------------------------------------------------
     def analyze_input(self, source: Path | np.ndarray, sample_rate: float) -> list[str]:
-        self._check_rate(sample_rate)
+        self.check_rate(sample_rate)
         if self.mode != "detect" and self.parity != "auto":
             return []  # nothing to decide: forced parity, repaired throughout
         found, duration = scan_doubled(source, sample_rate)
@@ -391,15 +392,8 @@ class DoubledSampleRepair(Restorer):
                 + ("repaired there" if self.mode == "detect" else f"mode {self.mode}, repaired throughout")]
 
     # -- Processor -----------------------------------------------------------------------------------------------
-    def _check_rate(self, sample_rate: float) -> None:
-        if not MIN_RATE_HZ <= sample_rate <= MAX_RATE_HZ:
-            raise ParameterError(
-                f"runs at {MIN_RATE_HZ / 1000:g}–{MAX_RATE_HZ / 1000:g} kHz (trained at 44.1 kHz); this audio is "
-                f"{sample_rate:g} Hz (resample it first)", where=f"restorer: {self.name}",
-            )
-
     def _prepare(self, sample_rate: float, num_channels: int) -> int:
-        self._check_rate(sample_rate)
+        self.check_rate(sample_rate)
         self._channels = num_channels
         behind = int(self._config.get("lookbehind", 0)) if self._config.get("variant") == "band-mlp" else 0
         ahead = int(self._config.get("lookahead", 0)) if self._config.get("variant") == "band-mlp" else 0

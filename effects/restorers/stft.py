@@ -41,7 +41,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...errors import ParameterError
 from ..streaming import SampleFifo
 from . import Restorer
 
@@ -226,15 +225,6 @@ class SpectralRestorer(Restorer):
     def stft_size(self, sample_rate: float) -> tuple[int, int]:
         """``(n_fft, hop)`` in samples at ``sample_rate`` Hz."""
         return stft_size(sample_rate)
-
-    def check_rate(self, sample_rate: float) -> None:
-        """ParameterError naming this restorer unless ``sample_rate`` is one it runs at."""
-        if not self.min_rate_hz <= sample_rate <= self.max_rate_hz:
-            raise ParameterError(
-                f"runs at {self.min_rate_hz / 1000:g}–{self.max_rate_hz / 1000:g} kHz; this audio is "
-                f"{sample_rate:g} Hz (resample it first)",
-                where=f"restorer: {self.name}",
-            )
 
     # -- Processor ----------------------------------------------------------------------------------------
     def _prepare(self, sample_rate: float, num_channels: int) -> int:

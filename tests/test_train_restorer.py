@@ -96,3 +96,25 @@ def test_bad_arguments_are_one_line_errors(tmp_path: Path, capsys, args: list[st
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_training_budget_is_counted_in_steps_not_on_the_clock():
+    """The same data, seed and budget give the same weights on a busy machine as on an idle one: the budget becomes
+    a number of optimisation steps (here 12 batches of 4096 rows: 3 epochs of 4), the clock is not watched."""
+    from pedalchain.effects.restorers import denoise as dn
+    from pedalchain.models.restore.fit_denoise import STEPS_PER_SECOND, train_gain
+
+    rng = np.random.default_rng(0)
+
+    def rows(count: int) -> dict[str, np.ndarray]:
+        x = rng.standard_normal((count, dn.FEATURES)).astype(np.float32)
+        clean = rng.random(count)
+        return {"x": x, "terms": np.column_stack([np.ones(count), clean, clean ** 2])}
+
+    train, val = rows(4 * 4096), rows(2048)
+    budget = 12 / STEPS_PER_SECOND
+    first, report = train_gain(train, val, seed=3, budget_s=budget)
+    second, again = train_gain(train, val, seed=3, budget_s=budget)
+    assert report["epochs"] == again["epochs"] == 3
+    for name in first:
+        np.testing.assert_array_equal(first[name], second[name])

@@ -28,6 +28,9 @@ RUN_EDGES = np.array([1, 2, 3, 5, 9, 17, 33, 65, 129, 257], np.float64)
 """Run-length buckets [edges[k], edges[k+1]) in samples; the last is open."""
 OVER_DB = (3.0, 6.0, 9.0, 12.0)
 MAX_CLIP_S = 8.0
+CASES_PER_SECOND = 4.0
+"""(clip, level over threshold) pairs clipped and reconstructed per second of the budget: what one idle core does
+with 8-second clips (0.25 s each)."""
 PRIOR_SAMPLES = 200.0
 """Shrinkage: a bucket's gain is (sum e e_hat + PRIOR sum-weight) / (sum e_hat^2 + PRIOR weight), i.e. as if it
 had PRIOR_SAMPLES more samples agreeing with gain 1."""
@@ -56,27 +59,26 @@ def _rails(clean: np.ndarray, over_db: float) -> tuple[float, float, np.ndarray]
     return level * (1 - 1e-6), -level * (1 - 1e-6), damaged
 
 
-def collect(clips: list[np.ndarray], config: dict[str, Any], over: Sequence[float], deadline: float
+def collect(clips: list[np.ndarray], config: dict[str, Any], over: Sequence[float], max_cases: int
             ) -> dict[str, np.ndarray]:
-    """Per clipped sample: run length, estimated excess (gain 1) and true excess, in units of the rail."""
+    """Per clipped sample: run length, estimated excess (gain 1) and true excess, in units of the rail; from the
+    first ``max_cases`` (clip, level over threshold) pairs."""
     recon = dc.Reconstructor(config, {"run_edges": RUN_EDGES, "excess_gain": np.ones(len(RUN_EDGES))})
     lengths, estimates, truths = [], [], []
-    for clip in clips:
-        for over_db in over:
-            if time.perf_counter() > deadline:
-                break
-            positive, negative, damaged = _rails(clip, over_db)
-            repaired = dc.declip_array(damaged, (positive, negative), recon)
-            for c in range(clip.shape[0]):
-                flags = dc.clipped_flags(damaged[c], (positive, negative))
-                starts, ends = dc.runs_of(flags)
-                for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
-                    if repaired[c, s] == damaged[c, s] and e - s > dc.MAX_RUN:
-                        continue
-                    rail = positive if damaged[c, s] > 0 else negative
-                    lengths.append(np.full(e - s, e - s))
-                    estimates.append((repaired[c, s:e] - rail) / rail)
-                    truths.append((clip[c, s:e] - rail) / rail)
+    cases = [(clip, over_db) for clip in clips for over_db in over][:max_cases]
+    for clip, over_db in cases:
+        positive, negative, damaged = _rails(clip, over_db)
+        repaired = dc.declip_array(damaged, (positive, negative), recon)
+        for c in range(clip.shape[0]):
+            flags = dc.clipped_flags(damaged[c], (positive, negative))
+            starts, ends = dc.runs_of(flags)
+            for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
+                if repaired[c, s] == damaged[c, s] and e - s > dc.MAX_RUN:
+                    continue
+                rail = positive if damaged[c, s] > 0 else negative
+                lengths.append(np.full(e - s, e - s))
+                estimates.append((repaired[c, s:e] - rail) / rail)
+                truths.append((clip[c, s:e] - rail) / rail)
     if not lengths:
         return {"length": np.zeros(0), "estimate": np.zeros(0), "truth": np.zeros(0)}
     return {"length": np.concatenate(lengths), "estimate": np.concatenate(estimates).astype(np.float64),
@@ -117,8 +119,9 @@ def snr_table(clips: list[np.ndarray], config: dict[str, Any], gains: np.ndarray
 def fit(train_clips: Sequence[Any], val_clips: Sequence[Any], sample_rate: float, damage: Any, seed: int,
         budget_s: float) -> tuple[dict[str, np.ndarray], dict[str, Any], dict[str, Any]]:
     """Fit the excess gains: returns (arrays, config, training_extra) for ``save_arrays`` with architecture
-    :data:`pedalchain.effects.restorers.declip.ARCHITECTURE`.  ``budget_s`` bounds the collection time (clips
-    are taken in a seeded order until it runs out)."""
+    :data:`pedalchain.effects.restorers.declip.ARCHITECTURE`.  ``budget_s`` bounds the collection: clips are
+    taken in a seeded order, :data:`CASES_PER_SECOND` of it (counted, not timed: the same seed gives the same
+    data however busy the machine is)."""
     started = time.perf_counter()
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(train_clips))
@@ -127,7 +130,7 @@ def fit(train_clips: Sequence[Any], val_clips: Sequence[Any], sample_rate: float
     val = _clips(list(val_clips), sample_rate, skipped)
     over = sorted({*OVER_DB, *([float(damage.over_db)] if getattr(damage, "over_db", None) else [])})
     config = dict(dc.DEFAULT_CONFIG)
-    data = collect(train, config, over, started + 0.7 * budget_s)
+    data = collect(train, config, over, int(0.7 * budget_s * CASES_PER_SECOND))
     fitted = fit_gains(data)
     with_fitted = snr_table(val, config, fitted, over)
     with_ones = snr_table(val, config, np.ones(len(RUN_EDGES)), over)

@@ -159,7 +159,9 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-o", "--output", type=Path, default=dc.DEFAULT_WEIGHTS)
-    parser.add_argument("--budget", type=float, default=180.0, help="seconds of collection (default 180)")
+    parser.add_argument("--budget", type=float, default=180.0,
+                        help=f"budget in seconds: {CASES_PER_SECOND:g} (clip, level) cases per second of it are "
+                        "collected, counted rather than timed (default 180)")
     args = parser.parse_args(argv)
     files = clean_corpus(Path.home() / ".cache" / "pedalchain" / "corpus")
     train, val, test = split_by_file(files, 0, (0.7, 0.15, 0.15))

@@ -229,9 +229,9 @@ def added_spectra(
     depth_db = 10 * np.log10((target + EPS_POWER) / (held + EPS_POWER))
     stopband = np.clip((depth_db - 10.0) / 10.0, 0.0, 1.0)
     # what a stopband above the cutoff still holds over the floor of dither and codec residues is mostly an
-    # attenuated copy of the truth (a lowpass's stopband): lifted coherently towards the target it comes back,
-    # where a fill would only add error; the lift allowed rises from none at the cutoff, as a gain that jumps
-    # there leaks through the STFT window into the band below
+    # attenuated copy of the truth (a lowpass's stopband): lifted coherently towards LIFT_HEADROOM_DB under the
+    # target it comes back, where a fill would only add error; the lift allowed rises from none at the cutoff, as
+    # a gain that jumps there leaks through the STFT window into the band below
     allowed = MAX_LIFT ** np.clip(octaves / LIFT_RAMP_OCTAVES, 0.0, 1.0)
     lift = np.minimum(np.sqrt(np.maximum(target * 10.0 ** (-LIFT_HEADROOM_DB / 10) / (held + EPS_POWER), 1.0)),
                       allowed)
@@ -407,8 +407,7 @@ def added_stream(channels: int, sample_rate: float, layout: Layout, arrays: dict
 
     def hook(spectra: np.ndarray, context: FrameContext) -> np.ndarray:
         frames = spectra.transpose(0, 2, 1).astype(np.complex128) / scale
-        added = np.stack([extend_frames(frames[channel], layout, arrays, fill_level_db,
-                                             context.lookbehind)
+        added = np.stack([extend_frames(frames[channel], layout, arrays, fill_level_db, context.lookbehind)
                           for channel in range(channels)])
         return (added * scale).transpose(0, 2, 1)
 

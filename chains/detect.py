@@ -255,7 +255,8 @@ class _HoldScanner:
 
 
 class _SpectrumAverager:
-    """Mean power spectrum over all channels: Hann frames of ``nfft`` ~ fs/10 samples (power of two), hop nfft."""
+    """Mean power spectrum over all channels: Hann frames of ``nfft`` ~ fs/10 samples (power of two), hop nfft.
+    ``power`` sums all channels' frames (``frames`` of them), ``channel_power`` each channel's."""
 
     def __init__(self, fs: int) -> None:
         self.fs = fs
@@ -263,6 +264,7 @@ class _SpectrumAverager:
         self.window = np.hanning(self.nfft + 1)[:-1]
         self.carry: np.ndarray | None = None
         self.power = np.zeros(self.nfft // 2 + 1)
+        self.channel_power = np.zeros((0, self.nfft // 2 + 1))
         self.frames = 0
 
     def add(self, block: np.ndarray) -> None:
@@ -271,6 +273,9 @@ class _SpectrumAverager:
         if usable:
             frames = data[:, :usable].reshape(data.shape[0], -1, self.nfft).astype(np.float64)
             spectra = np.abs(np.fft.rfft(frames * self.window, axis=-1)) ** 2
+            if len(self.channel_power) != spectra.shape[0]:
+                self.channel_power = np.zeros((spectra.shape[0], spectra.shape[2]))
+            self.channel_power += spectra.sum(axis=1)
             self.power += spectra.sum(axis=(0, 1))
             self.frames += spectra.shape[0] * spectra.shape[1]
         self.carry = data[:, usable:]

@@ -250,22 +250,73 @@ def test_an_mp3_hole_in_the_anchor_band_is_bridged_but_a_note_end_is_not():
     assert held[20:].max() < anchor[19] - 5  # nothing held over silence
 
 
-def test_the_fill_level_is_lowered_only_where_that_buys_the_snr_goal():
-    from pedalchain.models.restore.fit_bandwidth import choose_fill_level
+def test_the_fill_ducks_only_as_far_as_the_snr_goal_asks_and_its_lead_over_noise_allows():
+    from pedalchain.models.restore.fit_bandwidth import choose_fill_duck
 
     def row(lsd: float, snr: float) -> dict[str, float]:
         return {"lsd_high": lsd, "lsd_high_noise_fill": 1.6, "snr_change_db": snr}
 
-    # -12 dB would meet the SNR allowance, but by then the band is duller than plain noise; -6 beats the noise
-    # fill but does not meet the SNR either: the full level
-    summary = {0.0: row(1.5, -1.4), -3.0: row(1.45, -0.9), -6.0: row(1.55, -0.6), -12.0: row(1.7, -0.2)}
-    assert choose_fill_level(summary) == 0.0
-    summary[-6.0] = row(1.55, -0.3)  # now -6 buys the SNR goal
-    assert choose_fill_level(summary) == -6.0
-    summary[-3.0] = row(1.45, -0.35)  # and -3 too: the highest level that does
-    assert choose_fill_level(summary) == -3.0
-    summary[0.0] = row(1.5, -0.2)
-    assert choose_fill_level(summary) == 0.0
+    # the unducked fill leads the noise fill by 0.2; a duck may spend half of that
+    summary = {0.0: row(1.4, -1.4), 1.0: row(1.42, -0.9), 4.0: row(1.48, -0.6), 16.0: row(1.55, -0.2)}
+    assert choose_fill_duck(summary) == 4.0  # 16 meets the SNR goal, but is hardly better than plain noise
+    summary[1.0] = row(1.42, -0.3)
+    assert choose_fill_duck(summary) == 1.0  # the smallest that meets the goal
+    summary[0.0] = row(1.4, -0.2)
+    assert choose_fill_duck(summary) == 0.0
+    summary[0.0] = row(1.7, -1.4)  # no lead over the noise fill to spend: no ducking
+    assert choose_fill_duck(summary) == 0.0
+
+
+def test_the_fill_ducks_in_loud_frames_and_keeps_the_seam():
+    """Frames whose anchor is louder than the input's mean get a fill brought down by 10 log10(1 + d x r) dB from
+    1/4 octave up; the bins at the seam keep their level (no step), and quiet frames hardly change."""
+    from pedalchain.effects.restorers.bandwidth import (
+        OUT_BANDS,
+        Layout,
+        added_spectra,
+        analysis_spectra,
+        frame_features,
+    )
+
+    layout = Layout(11000.0, FS, 2048)
+    spectra = analysis_spectra(np.random.default_rng(8).standard_normal((40, 2048)), 2048) * 1e-2
+    spectra[:20] *= 10.0  # loud frames: 20 dB over the quiet ones
+    spectra[:, layout.fade_bin:] = 0  # the stopband
+    _, anchor = frame_features(np.abs(spectra) ** 2, layout)
+    mean = float(np.mean(10.0 ** anchor))
+    predicted = np.zeros((40, OUT_BANDS))
+    plain = np.abs(added_spectra(spectra, predicted, anchor, layout)) ** 2
+    ducked = np.abs(added_spectra(spectra, predicted, anchor, layout, 4.0, mean)) ** 2
+    high = layout.fade_bin + np.flatnonzero(layout.octaves >= 0.25)
+    seam = layout.fade_bin + np.flatnonzero((layout.octaves >= 0) & (layout.octaves < 1 / 16))
+    expected_db = 10 * np.log10(1 + 4.0 * 10.0 ** anchor / mean)
+    loss_db = 10 * np.log10(plain[:, high].sum(axis=1) / ducked[:, high].sum(axis=1))
+    np.testing.assert_allclose(loss_db, expected_db, atol=0.01)
+    assert loss_db[:20].min() > 7.0 and loss_db[20:].max() < 1.0  # loud frames duck, quiet ones hardly
+    np.testing.assert_allclose(ducked[:, seam], plain[:, seam], rtol=1e-9)
+
+
+def test_after_the_analysis_the_restorer_ducks_the_fill_in_the_loud_passage():
+    """The shipped model's duck, on a file whose first second is 20 dB louder than its second: against the same
+    restorer streaming without an analysis (no reference, no ducking) the loud second gets several dB less fill,
+    the quiet one nearly the same."""
+    from pedalchain.effects.restorers.bandwidth import DEFAULT_WEIGHTS, load_weights
+
+    duck = load_weights(DEFAULT_WEIGHTS, "bandwidth-envelope-mlp")[1]["fill_duck"]
+    assert duck > 0
+    audio = pink_cut(11000, seconds=2.0)
+    audio[:, :FS] *= 10.0
+    ducked = BandwidthExtension(cutoff=11000).process(audio, FS) - audio
+    plain = stream(BandwidthExtension(cutoff=11000), audio, FS, 4096) - audio
+
+    def high_db(signal: np.ndarray, part: slice) -> float:
+        spectrum = np.abs(np.fft.rfft(signal[:, part], axis=1)) ** 2
+        return 10 * np.log10(spectrum[:, np.fft.rfftfreq(signal[:, part].shape[1], 1 / FS) > 13000].sum())
+
+    loud, quiet = slice(4096, FS - 4096), slice(FS + 4096, 2 * FS - 4096)
+    expected = 10 * np.log10(1 + duck * 100 / 50.5)  # r = 100 / mean(100, 1) in the loud second
+    assert high_db(plain, loud) - high_db(ducked, loud) > expected - 2
+    assert abs(high_db(plain, quiet) - high_db(ducked, quiet)) < 1.0
 
 
 def _pink(seconds: float, seed: int, rms: float) -> np.ndarray:

@@ -217,6 +217,24 @@ def test_a_held_drone_is_not_taken_for_noise():
         assert lost < 1.5, f"partial {k} of the drone lost {lost:.1f} dB"
 
 
+def test_pink_hiss_rising_towards_dc_is_noise_not_a_held_note():
+    """Pink hiss rises towards DC, so its lowest bins stand far over the floor around them (the spectrum's edge is
+    padded with its own level).  Taken for held notes, they kept their noise, the bulk of pink noise's energy.  A
+    drone's partial on that slope, where the level rises again, is still a line."""
+    n = 8 * FS
+    rng = np.random.default_rng(21)
+    spectrum = np.fft.rfft(rng.standard_normal((2, n)), axis=1)
+    hiss = np.fft.irfft(spectrum / np.sqrt(np.maximum(np.fft.rfftfreq(n, 1 / FS), 1.0)), n, axis=1)
+    profiler = NoiseProfiler(2048, FS)
+    profiler.add((0.1 * hiss / hiss.std()).astype(np.float32))
+    assert not profiler.line_bins()[:8].any()
+    t = np.arange(n) / FS
+    drone = 0.05 * np.sin(2 * np.pi * 65.0 * t)  # bin 3, on top of the slope
+    with_drone = NoiseProfiler(2048, FS)
+    with_drone.add((0.1 * hiss / hiss.std() + drone).astype(np.float32))
+    assert with_drone.line_bins()[3]
+
+
 @pytest.mark.parametrize("pattern", [1000, RANDOM])
 def test_chunk_invariant_with_hum(pattern):
     clean = music_like(seconds=2.5, seed=12)

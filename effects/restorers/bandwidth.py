@@ -18,10 +18,14 @@ Method (per channel, on the frames of :class:`pedalchain.effects.restorers.stft.
    to :data:`TEXTURE_FLOOR` of the local RMS) and shaped to the envelope minus what the lifted input holds
    there.  At the seam the envelope continues the anchor's level and hands over to the prediction within 1/8
    octave (no level step).  Where a low-bitrate MP3 left the anchor band empty for a few frames while the bands
-   under it play on, the anchor keeps its recent level (:func:`held_anchor`).  From 1/16 octave above the
-   cutoff the fill goes down to the model file's ``fill_level_db`` (reached at 1/4 octave), chosen in training
-   for the SNR: a fill is uncorrelated with the true highs, so it adds its own energy to the error (see
-   ``fit_bandwidth.choose_fill_level``).
+   under it play on, the anchor keeps its recent level (:func:`held_anchor`).  The fill *ducks* in loud frames:
+   in a frame whose anchor power is r times the channel's mean over the whole input (the long-term spectrum of
+   the analysis), it is brought down by 10 log10(1 + d x r) dB (ramped in from 1/16 to 1/4 octave above the
+   cutoff, so the seam keeps its level), d the model file's ``fill_duck``, chosen in training
+   (``fit_bandwidth.choose_fill_duck``).  A fill is uncorrelated with the true highs, so it adds its own energy
+   to the error, and the loudest frames hold most of that energy, while the log-spectral distance weighs every
+   frame alike: ducking trades the least spectral fidelity for the most SNR.  Without an analysis (pure
+   streaming) the fill does not duck.
 4. Only this *added* signal goes through the STFT; the input itself is passed through delayed, bit for bit.
    The fill fades in across a 400 Hz raised-cosine transition below the cutoff, so below ``fc - 500 Hz``
    the added signal is only window leakage (below -100 dB relative to the input on pink noise).
@@ -59,9 +63,9 @@ OUT_BANDS = 8
 SEAM_OCTAVES = 1 / 8
 """Above the cutoff the envelope goes from the anchor's level (continuity at the seam) to the model's prediction
 over this many octaves."""
-FILL_LEVEL_OCTAVES = (1 / 16, 1 / 4)
-"""The fill goes from the envelope's level to the model file's ``fill_level_db`` under it over this span above the
-cutoff (linear in dB over octaves): it starts after the seam, so the level does not step there."""
+FILL_DUCK_OCTAVES = (1 / 16, 1 / 4)
+"""The fill's ducking ramps in over this span above the cutoff (linear in dB over octaves): it starts after the
+seam, so the level does not step there."""
 LIFT_HEADROOM_DB = 3.0
 """A stopband is lifted towards this far under the predicted envelope, not to it: the envelope is a guess, and a
 lift that overshoots the truth by a factor g costs (g - 1)^2 of its energy in error, one that falls short by it
@@ -204,12 +208,14 @@ def smooth_bins(power: np.ndarray, half_width: int = 8) -> np.ndarray:
 
 
 def added_spectra(
-    spectra: np.ndarray, predicted: np.ndarray, anchor: np.ndarray, layout: Layout, fill_level_db: float
+    spectra: np.ndarray, predicted: np.ndarray, anchor: np.ndarray, layout: Layout, fill_duck: float = 0.0,
+    anchor_mean: float | None = None,
 ) -> np.ndarray:
     """The spectra (F, bins) to add to frames ``spectra`` (F, bins): zero below the fade start, above it the
     copied-up, whitened fine structure shaped to the predicted envelope ``predicted`` (F, OUT_BANDS, bels relative
-    to ``anchor``) minus what the input already holds there (lifted), brought down to ``fill_level_db`` over
-    :data:`FILL_LEVEL_OCTAVES`, times the fade."""
+    to ``anchor``) minus what the input already holds there (lifted), times the fade.  In a frame whose anchor
+    power is r times ``anchor_mean`` (the input's mean; None: no ducking) the fill ducks by
+    10 log10(1 + ``fill_duck`` x r) dB, ramped in over :data:`FILL_DUCK_OCTAVES`."""
     start = layout.fade_bin
     power = spectra.real ** 2 + spectra.imag ** 2
     smooth = smooth_bins(power)
@@ -238,8 +244,13 @@ def added_spectra(
     liftable = np.clip((10 * np.log10(held + EPS_POWER) - LIFT_FLOOR_DB) / 10.0, 0.0, 1.0)
     boost = 1.0 + (lift - 1.0) * stopband * liftable
     # the copied-up fine structure fills what the lift does not reach, up to the fill level
-    lo, hi = FILL_LEVEL_OCTAVES
-    fill_level = 10.0 ** (fill_level_db / 10 * np.clip((octaves - lo) / (hi - lo), 0.0, 1.0))
+    fill_level = np.ones((1, 1))
+    if fill_duck > 0 and anchor_mean:
+        # an uncorrelated fill costs SNR in proportion to its energy, which the loudest frames hold, while the
+        # log-spectral distance weighs every frame alike: the fill ducks where it costs the most error
+        lo, hi = FILL_DUCK_OCTAVES
+        duck = 1.0 / (1.0 + fill_duck * 10.0 ** anchor / anchor_mean)
+        fill_level = duck[:, None] ** np.clip((octaves - lo) / (hi - lo), 0.0, 1.0)
     # (where the lift reaches its aim, LIFT_HEADROOM_DB under the envelope, it stands for the whole band: a fill
     # on top of it would add uncorrelated error to a band that is already there)
     missing = np.maximum(target * fill_level - boost ** 2 * held * 10.0 ** (LIFT_HEADROOM_DB / 10), 0.0) * stopband
@@ -266,16 +277,39 @@ def load_weights(path: Path, architecture: str) -> tuple[dict[str, np.ndarray], 
     return _WEIGHTS_CACHE[key]
 
 
-def detect_cutoff(source: Path | np.ndarray, sample_rate: float) -> float | None:
-    """Band limit (Hz, the -6 dB point) of a file or a (channels, n) buffer, or None; the estimator of
-    :mod:`pedalchain.chains.detect`."""
+def long_term_spectrum(source: Path | np.ndarray, sample_rate: float) -> Any:
+    """The mean power spectrum of a file or a (channels, n) buffer (all channels), read in blocks: the
+    ``_SpectrumAverager`` of :mod:`pedalchain.chains.detect`, whose ``cutoff_hz()`` is the band limit."""
     from ...chains.audio_io import source_blocks
     from ...chains.detect import _SpectrumAverager
 
     averager = _SpectrumAverager(int(round(sample_rate)))
     for block in source_blocks(source, 1 << 16):
         averager.add(block)
-    return averager.cutoff_hz()
+    return averager
+
+
+def detect_cutoff(source: Path | np.ndarray, sample_rate: float) -> float | None:
+    """Band limit (Hz, the -6 dB point) of a file or a (channels, n) buffer, or None; the estimator of
+    :mod:`pedalchain.chains.detect`."""
+    return long_term_spectrum(source, sample_rate).cutoff_hz()
+
+
+def mean_anchor_power(spectrum: Any, layout: Layout) -> np.ndarray | None:
+    """Each channel's mean power in the anchor band over the whole input (channels,), on the scale of
+    :func:`extend_frames`' spectra, from its :func:`long_term_spectrum` (None when that holds no frame).  The two
+    STFTs differ in window and length: the power of a smooth spectrum scales with the sum of the squared window,
+    divided here by the square of the sine gain that sets the frames' scale."""
+    if spectrum.frames == 0:
+        return None
+    bin_hz = spectrum.fs / spectrum.nfft
+    lo_hz, hi_hz = layout.freqs[layout.in_edges[-2]], layout.freqs[layout.in_edges[-1]]
+    lo = int(round(lo_hz / bin_hz))
+    hi = max(int(round(hi_hz / bin_hz)), lo + 1)
+    window = sqrt_hann(layout.n_fft)
+    scale = float(np.sum(window ** 2) / (window.sum() / 2) ** 2 / np.sum(spectrum.window ** 2))
+    frames_per_channel = spectrum.frames / len(spectrum.channel_power)
+    return np.mean(spectrum.channel_power[:, lo:hi], axis=1) / frames_per_channel * scale
 
 
 class BandwidthExtension(Restorer):
@@ -319,7 +353,8 @@ class BandwidthExtension(Restorer):
         self._delay: DelayLine | None = None
         self._layout: Layout | None = None
         self._arrays: dict[str, np.ndarray] = {}
-        self._fill_level_db = 0.0
+        self._spectrum: Any = None
+        """The input's long-term spectrum from the last :meth:`analyze_input` (the fill's ducking reference)."""
 
     def __repr__(self) -> str:
         return f"BandwidthExtension(cutoff={self.cutoff!r})"
@@ -348,11 +383,13 @@ class BandwidthExtension(Restorer):
         return self._active_cutoff
 
     def analyze_input(self, source: Path | np.ndarray, sample_rate: float) -> list[str]:
+        self.check_rate(sample_rate)
+        self._spectrum = long_term_spectrum(source, sample_rate)
+        if self.cutoff == "auto":
+            self.detected = self._spectrum.cutoff_hz()
+        self._reconfigured()
         if self.cutoff != "auto":
             return []
-        self.check_rate(sample_rate)
-        self.detected = detect_cutoff(source, sample_rate)
-        self._reconfigured()
         if self.detected is None:
             return ["bandwidth: no band limit found: passed through"]
         if not self._usable(self.detected, sample_rate):
@@ -379,10 +416,11 @@ class BandwidthExtension(Restorer):
         self._stream = None
         if self._active_cutoff is not None:
             self._arrays, config = load_weights(self.model_path, ARCHITECTURE)
-            self._fill_level_db = float(config.get("fill_level_db", 0.0))
             self._layout = Layout(self._active_cutoff, sample_rate, n_fft)
+            measured = self._spectrum is not None and self._spectrum.fs == int(round(sample_rate))
+            anchor_mean = mean_anchor_power(self._spectrum, self._layout) if measured else None
             self._stream = added_stream(num_channels, sample_rate, self._layout, self._arrays,
-                                        self._fill_level_db)
+                                        float(config.get("fill_duck", 0.0)), anchor_mean)
         latency = StftStream(1, n_fft, hop, lambda spectra, context: spectra, sample_rate).latency
         self._delay = DelayLine(num_channels, latency)
         return latency
@@ -400,14 +438,19 @@ class BandwidthExtension(Restorer):
 
 
 def added_stream(channels: int, sample_rate: float, layout: Layout, arrays: dict[str, np.ndarray],
-                 fill_level_db: float) -> StftStream:
-    """A :class:`StftStream` whose output is the signal to add to the (delayed) input."""
+                 fill_duck: float = 0.0, anchor_mean: np.ndarray | None = None) -> StftStream:
+    """A :class:`StftStream` whose output is the signal to add to the (delayed) input.  ``fill_duck`` and each
+    channel's ``anchor_mean`` (channels,): see :func:`added_spectra`; a mean measured over another number of
+    channels is pooled for all of them."""
+    if anchor_mean is not None and len(anchor_mean) != channels:
+        anchor_mean = np.full(channels, float(np.mean(anchor_mean)))
     n_fft, hop = stft_size(sample_rate)
     scale = sqrt_hann(n_fft).sum() / 2
 
     def hook(spectra: np.ndarray, context: FrameContext) -> np.ndarray:
         frames = spectra.transpose(0, 2, 1).astype(np.complex128) / scale
-        added = np.stack([extend_frames(frames[channel], layout, arrays, fill_level_db, context.lookbehind)
+        added = np.stack([extend_frames(frames[channel], layout, arrays, context.lookbehind, fill_duck,
+                                        None if anchor_mean is None else float(anchor_mean[channel]))
                           for channel in range(channels)])
         return (added * scale).transpose(0, 2, 1)
 
@@ -431,12 +474,12 @@ def held_anchor(features: np.ndarray, anchor: np.ndarray) -> np.ndarray:
     return np.maximum(anchor, np.where(np.isfinite(held), reference + held, anchor))
 
 
-def extend_frames(spectra: np.ndarray, layout: Layout, arrays: dict[str, np.ndarray], fill_level_db: float,
-                  context: int = 0) -> np.ndarray:
+def extend_frames(spectra: np.ndarray, layout: Layout, arrays: dict[str, np.ndarray], context: int = 0,
+                  fill_duck: float = 0.0, anchor_mean: float | None = None) -> np.ndarray:
     """The spectra to add to frames ``spectra`` (F, bins) of one channel: features -> envelope -> fill.  The first
     ``context`` frames only inform :func:`held_anchor`; the result holds the F - context frames after them."""
     power = spectra.real ** 2 + spectra.imag ** 2
     features, anchor = frame_features(power, layout)
     anchor = held_anchor(features, anchor)[context:]
     predicted = mlp_forward(features[context:], arrays)
-    return added_spectra(spectra[context:], predicted, anchor, layout, fill_level_db)
+    return added_spectra(spectra[context:], predicted, anchor, layout, fill_duck, anchor_mean)

@@ -22,7 +22,8 @@ Method (per channel, on the frames of :class:`pedalchain.effects.restorers.stft.
    instead of 8.2 (:func:`noise_quantile_factor`; read as exponential, the rumble below 20 Hz was kept).
    A held note is as stationary as hum, so stationary *lines* in that profile (bins over 6 dB above the 25th
    percentile of the 13 around them, and 2 bins either side) are not taken for noise: they get that floor
-   instead.
+   instead.  Such bins falling away from DC (or Nyquist), up to where the level first rises again, are a noise
+   slope running off the spectrum -- pink hiss rising towards DC -- and stay noise.
 3. Per bin and frame, features of the a-posteriori SNR ``gamma = |X|^2 / noise`` in dB (clipped to -20..50):
    at the bin in the two frames before, this one and the next three (three frames of look-ahead: an onset is
    seen coming), at the two bins on either side, averaged over 17 bins, averaged over those 6 frames x 3 bins
@@ -263,7 +264,18 @@ class NoiseProfiler:
         level = 10 * np.log10(self.floor_profile() + 1e-30)
         padded = np.pad(level, LINE_REACH, mode="edge")
         floor = np.percentile(np.lib.stride_tricks.sliding_window_view(padded, 2 * LINE_REACH + 1), 25, axis=1)
-        lines = np.pad(level > floor + LINE_DB, LINE_SKIRT)
+        peaks = level > floor + LINE_DB
+        # from DC (Nyquist) up to where the level first rises again, such bins are a noise slope running off the
+        # spectrum (pink hiss rising towards DC), not a note: the edge padding of the floor makes them stand out
+        slope = 1
+        while slope < len(level) and peaks[slope - 1] and level[slope] <= level[slope - 1]:
+            slope += 1
+        peaks[:slope] = False
+        slope = len(level) - 2
+        while slope >= 0 and peaks[slope + 1] and level[slope] <= level[slope + 1]:
+            slope -= 1
+        peaks[slope + 1:] = False
+        lines = np.pad(peaks, LINE_SKIRT)
         near_line = np.lib.stride_tricks.sliding_window_view(lines, 2 * LINE_SKIRT + 1).any(axis=1)
         return near_line & (level > floor), floor
 

@@ -99,27 +99,33 @@ def resample(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
 def _group_of(path: Path) -> str:
     """The group of a file: from the corpus ``manifest.json`` one folder up when it lists the file, else the
     file itself."""
+    entry = _manifest_entry(path)
+    return str(entry.get("group") or f"{path.parent.name}/{path.name}") if entry else str(path)
+
+
+def clip_source(path: Path) -> str | None:
+    """The corpus ``source`` of a file (``sonic-pi``, ``midi`` or ``synth``) from the ``manifest.json`` one folder
+    up, or None for a file no manifest lists (a user's own recording)."""
+    source = _manifest_entry(Path(path)).get("source")
+    return str(source) if source is not None else None
+
+
+_MANIFEST_CACHE: dict[tuple[Path, float], dict[str, dict]] = {}
+
+
+def _manifest_entry(path: Path) -> dict:
+    """The corpus manifest's record of ``path`` (empty when there is none)."""
     manifest = path.parent.parent / "manifest.json"
-    if manifest.exists():
-        group = _manifest_groups(manifest).get(f"{path.parent.name}/{path.name}")
-        if group:
-            return group
-    return str(path)
-
-
-_GROUP_CACHE: dict[tuple[Path, float], dict[str, str]] = {}
-
-
-def _manifest_groups(manifest: Path) -> dict[str, str]:
+    if not manifest.exists():
+        return {}
     key = (manifest, manifest.stat().st_mtime)
-    if key not in _GROUP_CACHE:
+    if key not in _MANIFEST_CACHE:
         try:
             entries = json.loads(manifest.read_text()).get("clips", {})
         except (OSError, json.JSONDecodeError, AttributeError):
             entries = {}
-        _GROUP_CACHE[key] = {name: str(entry.get("group", name)) for name, entry in entries.items()
-                             if isinstance(entry, dict)}
-    return _GROUP_CACHE[key]
+        _MANIFEST_CACHE[key] = {name: entry for name, entry in entries.items() if isinstance(entry, dict)}
+    return _MANIFEST_CACHE[key].get(f"{path.parent.name}/{path.name}", {})
 
 
 def split_by_file(

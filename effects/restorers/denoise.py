@@ -10,7 +10,8 @@ Method (per channel, on the frames of :class:`pedalchain.effects.restorers.stft.
    when, in their sum, the highest bin within 1 Hz of it lies within 0.5 Hz of it and 10 dB over the median
    2–6 Hz either side, when it is steady (its amplitude and phase, measured in half-overlapping 1-second
    windows, barely move: a kick drum or a bass note on the grid comes and goes), and when at least two
-   harmonics of that base that are not also multiples of the other base qualify.  Inputs under 1.5 s are not
+   harmonics of that base that are not also multiples of the other base qualify, one of them among its first
+   four.  Inputs under 1.5 s are not
    searched.  Each one's amplitude and phase per 2-second block (the median over the
    windows, so a passing note does not bias it) is interpolated between block centres.  A bass note 2 Hz
    from a hum line is left alone, where any gain on 21 Hz-wide STFT bins would take both down.  Other
@@ -99,7 +100,11 @@ HUM_STEADY_DB = 5.0
 the windows' deviations from it (a kick drum's or a bass note's partial on the grid comes and goes)..."""
 HUM_MIN_HARMONICS = 2
 """...and its base needs this many such harmonics that are not multiples of the other base as well (one tone on
-the grid is more likely a note)."""
+the grid is more likely a note)..."""
+HUM_LOW_HARMONICS = 4
+"""...one of them at most this many times the base: mains hum is strongest in its first few harmonics (the
+fundamental; 2nd and 3rd for a rectifier's buzz), while a held note and its octave can sit on the grid high up
+(E5 at 660 Hz and E6 at 1320 Hz are the 11th and 22nd harmonics of 60 Hz)."""
 HUM_MIN_WINDOWS = 2
 """A block (the last one may be short) is measured only when it holds this many 1-second windows (1.5 s):
 with one window there is nothing to tell steady hum from a held note.  Shorter inputs are not searched."""
@@ -318,7 +323,9 @@ class NoiseProfiler:
         # a multiple of both bases (300 Hz, 600 Hz, ...) says nothing about which one is there
         shared = np.all([self.hum_candidates % base == 0 for base in HUM_BASES_HZ], axis=0)
         bases = [base for base in HUM_BASES_HZ
-                 if sum(self.hum_candidates[i] % base == 0 and not shared[i] for i in found) >= HUM_MIN_HARMONICS]
+                 if sum(self.hum_candidates[i] % base == 0 and not shared[i] for i in found) >= HUM_MIN_HARMONICS
+                 and any(self.hum_candidates[i] % base == 0 and self.hum_candidates[i] <= HUM_LOW_HARMONICS * base
+                         for i in found)]
         keep = [i for i in found if any(self.hum_candidates[i] % base == 0 for base in bases)]
         if not keep:
             return None

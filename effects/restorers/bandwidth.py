@@ -243,7 +243,7 @@ def added_spectra(
                       allowed)
     liftable = np.clip((10 * np.log10(held + EPS_POWER) - LIFT_FLOOR_DB) / 10.0, 0.0, 1.0)
     boost = 1.0 + (lift - 1.0) * stopband * liftable
-    # the copied-up fine structure fills what the lift does not reach, up to the fill level
+    # the copied-up fine structure fills what the lift does not reach, up to the envelope (ducked in loud frames)
     fill_level = np.ones((1, 1))
     if fill_duck > 0 and anchor_mean:
         # an uncorrelated fill costs SNR in proportion to its energy, which the loudest frames hold, while the

@@ -41,17 +41,17 @@ LOWPASS_RANGE_HZ = (8000.0, 20000.0)
 MP3_KBPS = (96, 128, 160, 192)
 FILL_DUCKS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
 """The fill ducks searched on the validation clips (``fill_duck`` of :func:`pedalchain.effects.restorers.bandwidth.
-added_spectra`: in a frame whose anchor is r times the input's mean power, the fill is divided by 1 + duck x r)."""
+added_spectra`: in a frame whose anchor is r times the channel's mean, the fill's power is divided by 1 + duck x r)."""
 STEPS_PER_SECOND = 1000
 """Optimisation steps (batches of 512 frames) per second of the budget: about what one loaded core does."""
 TRAIN_SHARE = 0.6
 """Share of ``budget_s`` given to the optimisation (the rest: collecting the frames, the fill duck search)."""
 SNR_ALLOWANCE_DB = 0.4
 """The fill duck chosen aims to keep the mean SNR at most this far below passthrough on the validation clips..."""
-GENERATED_SOURCES = ("midi", "synth")
-"""Corpus sources left out of the fill duck's choice (see :func:`fit`)."""
 LSD_LEAD_KEPT = 0.5
 """...while keeping at least this share of the unducked fill's lead in LSD above the cutoff over the noise fill."""
+GENERATED_SOURCES = ("midi", "synth")
+"""Corpus sources left out of the fill duck's choice (see :func:`fit`)."""
 MAX_CLIP_S = 8.0
 SYNTHETIC_CLIPS = 40
 """Coloured-noise clips (random slope 0 to -12 dB/octave, random swells) added to the training clips: their

@@ -11,7 +11,7 @@ import scipy.signal as ss
 import soundfile as sf
 from helpers import RANDOM, assert_close, stream
 from pedalchain.chains.yaml_io import chain_from_yaml, chain_to_data
-from pedalchain.effects.restorers.bandwidth import DEFAULT_WEIGHTS, BandwidthExtension
+from pedalchain.effects.restorers.bandwidth import DEFAULT_WEIGHTS, BandwidthExtension, Layout, analysis_spectra
 from pedalchain.errors import ChainFileError, ParameterError
 
 FS = 44100
@@ -196,23 +196,22 @@ def test_model_parameter_loads_a_model_file_relative_to_base_dir(tmp_path: Path)
     assert_close(restorer.process(audio, FS), BandwidthExtension(cutoff=11000).process(audio, FS), "same weights")
 
 
+def cut_frames(count: int, seed: int) -> tuple[Layout, np.ndarray]:
+    """(the Layout of an 11 kHz cutoff at 2048 bins, ``count`` spectra of white-noise frames at -40 dB with an
+    empty stopband from the fade start up), as :func:`extend_frames` takes them."""
+    layout = Layout(11000.0, FS, 2048)
+    spectra = analysis_spectra(np.random.default_rng(seed).standard_normal((count, 2048)), 2048) * 1e-2
+    spectra[:, layout.fade_bin:] = 0  # the stopband
+    return layout, spectra
+
+
 def test_holes_below_the_cutoff_are_not_copied_up_as_holes():
     """An MP3 zeroes whole scalefactor bands below its cutoff in many frames.  The fill copies that band's fine
     structure up, whitened; its holes are raised to TEXTURE_FLOOR of the local RMS instead of staying holes."""
-    from pedalchain.effects.restorers.bandwidth import (
-        OUT_BANDS,
-        TEXTURE_FLOOR,
-        Layout,
-        added_spectra,
-        analysis_spectra,
-        frame_features,
-    )
+    from pedalchain.effects.restorers.bandwidth import OUT_BANDS, TEXTURE_FLOOR, added_spectra, frame_features
 
-    layout = Layout(11000.0, FS, 2048)
-    rng = np.random.default_rng(5)
-    frames = rng.standard_normal((40, 2048))
-    spectra = analysis_spectra(frames, 2048) * 1e-2
-    spectra[:, layout.fade_bin:] = 0  # the stopband
+    layout, spectra = cut_frames(40, seed=5)
+    rng = np.random.default_rng(15)
     source = np.arange(layout.fade_bin - layout.patch, layout.fade_bin)
     holes = source[(source // 12) % 2 == 0]  # every other 12-bin band just below the cutoff: zeroed
     spectra[:, holes] = 1e-9 * rng.standard_normal((40, len(holes)))
@@ -227,17 +226,9 @@ def test_holes_below_the_cutoff_are_not_copied_up_as_holes():
 def test_an_mp3_hole_in_the_anchor_band_is_bridged_but_a_note_end_is_not():
     """A low-bitrate MP3 empties the top scalefactor bands below its cutoff for a few frames while the bands under
     them play on: the fill keeps its level there.  When the whole spectrum stops, the fill stops with it."""
-    from pedalchain.effects.restorers.bandwidth import (
-        HOLE_DECAY_BELS,
-        Layout,
-        analysis_spectra,
-        frame_features,
-        held_anchor,
-    )
+    from pedalchain.effects.restorers.bandwidth import HOLE_DECAY_BELS, frame_features, held_anchor
 
-    layout = Layout(11000.0, FS, 2048)
-    spectra = analysis_spectra(np.random.default_rng(6).standard_normal((30, 2048)), 2048) * 1e-2
-    spectra[:, layout.fade_bin:] = 0  # the stopband
+    layout, spectra = cut_frames(30, seed=6)
     anchor_bins = slice(layout.in_edges[-2], layout.fade_bin)
     spectra[10:13, anchor_bins] = 0  # the hole: 3 frames
     spectra[20:, :] = 0  # the note ends
@@ -270,18 +261,10 @@ def test_the_fill_ducks_only_as_far_as_the_snr_goal_asks_and_its_lead_over_noise
 def test_the_fill_ducks_in_loud_frames_and_keeps_the_seam():
     """Frames whose anchor is louder than the input's mean get a fill brought down by 10 log10(1 + d x r) dB from
     1/4 octave up; the bins at the seam keep their level (no step), and quiet frames hardly change."""
-    from pedalchain.effects.restorers.bandwidth import (
-        OUT_BANDS,
-        Layout,
-        added_spectra,
-        analysis_spectra,
-        frame_features,
-    )
+    from pedalchain.effects.restorers.bandwidth import OUT_BANDS, added_spectra, frame_features
 
-    layout = Layout(11000.0, FS, 2048)
-    spectra = analysis_spectra(np.random.default_rng(8).standard_normal((40, 2048)), 2048) * 1e-2
+    layout, spectra = cut_frames(40, seed=8)
     spectra[:20] *= 10.0  # loud frames: 20 dB over the quiet ones
-    spectra[:, layout.fade_bin:] = 0  # the stopband
     _, anchor = frame_features(np.abs(spectra) ** 2, layout)
     mean = float(np.mean(10.0 ** anchor))
     predicted = np.zeros((40, OUT_BANDS))

@@ -256,16 +256,19 @@ class _HoldScanner:
 
 class _SpectrumAverager:
     """Mean power spectrum over all channels: Hann frames of ``nfft`` ~ fs/10 samples (power of two), hop nfft.
-    ``power`` sums all channels' frames (``frames`` of them), ``channel_power`` each channel's."""
+    ``channel_power`` sums each channel's frames, :attr:`power` all ``frames`` of all channels."""
 
     def __init__(self, fs: int) -> None:
         self.fs = fs
         self.nfft = 2 ** round(math.log2(fs / 10))
         self.window = np.hanning(self.nfft + 1)[:-1]
         self.carry: np.ndarray | None = None
-        self.power = np.zeros(self.nfft // 2 + 1)
         self.channel_power = np.zeros((0, self.nfft // 2 + 1))
         self.frames = 0
+
+    @property
+    def power(self) -> np.ndarray:
+        return self.channel_power.sum(axis=0)
 
     def add(self, block: np.ndarray) -> None:
         data = block if self.carry is None else np.concatenate([self.carry, block], axis=1)
@@ -276,7 +279,6 @@ class _SpectrumAverager:
             if len(self.channel_power) != spectra.shape[0]:
                 self.channel_power = np.zeros((spectra.shape[0], spectra.shape[2]))
             self.channel_power += spectra.sum(axis=1)
-            self.power += spectra.sum(axis=(0, 1))
             self.frames += spectra.shape[0] * spectra.shape[1]
         self.carry = data[:, usable:]
 

@@ -283,9 +283,9 @@ def test_after_the_analysis_the_restorer_ducks_the_fill_in_the_loud_passage():
     """The shipped model's duck, on a file whose first second is 20 dB louder than its second: against the same
     restorer streaming without an analysis (no reference, no ducking) the loud second gets several dB less fill,
     the quiet one nearly the same."""
-    from pedalchain.effects.restorers.bandwidth import DEFAULT_WEIGHTS, load_weights
+    from pedalchain.effects.restorers.bandwidth import ARCHITECTURE, load_weights
 
-    duck = load_weights(DEFAULT_WEIGHTS, "bandwidth-envelope-mlp")[1]["fill_duck"]
+    duck = load_weights(DEFAULT_WEIGHTS, ARCHITECTURE)[1]["fill_duck"]
     assert duck > 0
     audio = pink_cut(11000, seconds=2.0)
     audio[:, :FS] *= 10.0

@@ -11,9 +11,8 @@ Method (per channel, on the frames of :class:`pedalchain.effects.restorers.stft.
    2–6 Hz either side, when it is steady (its amplitude and phase, measured in half-overlapping 1-second
    windows, barely move: a kick drum or a bass note on the grid comes and goes), and when at least two
    harmonics of that base that are not also multiples of the other base qualify, one of them among its first
-   four.  Inputs under 1.5 s are not
-   searched.  Each one's amplitude and phase per 2-second block (the median over the
-   windows, so a passing note does not bias it) is interpolated between block centres.  A bass note 2 Hz
+   four.  Inputs under 1.5 s are not searched.  Each one's amplitude and phase per 2-second block (the median
+   over the windows, so a passing note does not bias it) is interpolated between block centres.  A bass note 2 Hz
    from a hum line is left alone, where any gain on 21 Hz-wide STFT bins would take both down.  Other
    stationary tones (a whine, a fan) count as music and are left in.
 2. Noise profile: per bin, a histogram of the frame powers (0.5 dB steps, all channels) gives the 10th
@@ -272,14 +271,11 @@ class NoiseProfiler:
         peaks = level > floor + LINE_DB
         # from DC (Nyquist) up to where the level first rises again, such bins are a noise slope running off the
         # spectrum (pink hiss rising towards DC), not a note: the edge padding of the floor makes them stand out
-        slope = 1
-        while slope < len(level) and peaks[slope - 1] and level[slope] <= level[slope - 1]:
-            slope += 1
-        peaks[:slope] = False
-        slope = len(level) - 2
-        while slope >= 0 and peaks[slope + 1] and level[slope] <= level[slope + 1]:
-            slope -= 1
-        peaks[slope + 1:] = False
+        for run, levels in ((peaks, level), (peaks[::-1], level[::-1])):  # views: from DC up, from Nyquist down
+            end = 1
+            while end < len(levels) and run[end - 1] and levels[end] <= levels[end - 1]:
+                end += 1
+            run[:end] = False
         lines = np.pad(peaks, LINE_SKIRT)
         near_line = np.lib.stride_tricks.sliding_window_view(lines, 2 * LINE_SKIRT + 1).any(axis=1)
         return near_line & (level > floor), floor

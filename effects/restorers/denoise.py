@@ -15,7 +15,9 @@ Method (per channel, on the frames of :class:`pedalchain.effects.restorers.stft.
    over the windows, so a passing note does not bias it) is interpolated between block centres.  A bass note 2 Hz
    from a hum line is left alone, where any gain on 21 Hz-wide STFT bins would take both down.  Other
    stationary tones (a whine, a fan) count as music and are left in.
-2. Noise profile: per bin, a histogram of the frame powers (0.5 dB steps, all channels) gives the 10th
+2. Noise profile, of the input with the hum subtracted (a second pass where hum was found: a steady line leaks
+   through the window's sidelobes into every bin and would pass for a noise floor; :func:`analyse_noise`):
+   per bin, a histogram of the frame powers (0.5 dB steps, all channels) gives the 10th
    percentile, which for noise alone (exponentially distributed power) is 0.105 x its mean; so noise power =
    P10 / 0.105.  The DC and Nyquist bins of a real signal are real, their noise power chi-squared with one
    degree of freedom: there P10 is 0.0158 x the mean, and pure noise spreads 14.6 dB from P10 to the median
@@ -35,7 +37,8 @@ Method (per channel, on the frames of :class:`pedalchain.effects.restorers.stft.
    floor around it: the network sees a steady bin and leans towards "noise", as residual hum is steady too.
 5. The gain is floored at ``-amount_db`` (default 12 dB): the restorer never attenuates anything -- a quiet
    passage included -- by more than that, so it cannot gate music to silence; ``amount_db: 0`` passes through
-   (hum included).
+   (hum included).  Where the analysis finds hum and no other stationary noise (:meth:`NoiseProfiler.noise_found`),
+   no gain is applied at all: the profile is then the music's own quiet frames.
 
 Without an analysis (pure streaming with ``reset=False`` from the start) there is no noise profile and the
 restorer passes the input through (delayed by its latency).  :func:`spectral_subtraction_gain` is the classic
@@ -361,6 +364,27 @@ class NoiseProfiler:
         return share >= NOISE_FOUND_SHARE and level >= NOISE_FOUND_DBFS, share, level
 
 
+def analyse_noise(source: Path | np.ndarray, sample_rate: float, find_hum: bool = True
+                  ) -> tuple[NoiseProfiler, HumModel | None]:
+    """The analysis of a file or (channels, n) buffer (read in blocks): the noise profiler of what the gain will
+    see and the mains hum found (None without ``find_hum``).  Where hum is found the input is profiled a second
+    time with the hum subtracted: a steady line leaks through the window's sidelobes into every bin, and that
+    leakage, which the subtraction removes, would pass for a broadband noise floor."""
+    n_fft, _ = stft_size(sample_rate)
+    profiler = NoiseProfiler(n_fft, sample_rate, find_hum)
+    for block in source_blocks(source, 1 << 16):
+        profiler.add(block)
+    hum = profiler.hum()
+    if hum is None:
+        return profiler, None
+    profiler = NoiseProfiler(n_fft, sample_rate, find_hum=False)
+    position = 0
+    for block in source_blocks(source, 1 << 16):
+        profiler.add(block - hum.synthesize(position, block.shape[1])[: block.shape[0]])
+        position += block.shape[1]
+    return profiler, hum
+
+
 def gamma_db(power: np.ndarray, noise: np.ndarray) -> np.ndarray:
     """A-posteriori SNR in dB, clipped to GAMMA_RANGE_DB: power (..., bins, frames), noise (bins,)."""
     ratio = power / np.maximum(noise, 1e-30)[:, None]
@@ -480,8 +504,6 @@ class Denoise(SpectralRestorer):
         self.noise_spread: np.ndarray | None = None
         self.line_bins: np.ndarray | None = None
         """Bins of stationary lines that are not hum (held notes) in the last analysis."""
-        self.stationary_profile: np.ndarray | None = None
-        """The 10th-percentile power per bin with its stationary lines in (what spectral subtraction uses)."""
         self.hum: HumModel | None = None
         """The mains hum the last analysis found (subtracted before the gain), or None."""
         self._profile_rate: float | None = None
@@ -512,12 +534,10 @@ class Denoise(SpectralRestorer):
     # -- analysis ------------------------------------------------------------------------------------------------
     def analyze_input(self, source: Path | np.ndarray, sample_rate: float) -> list[str]:
         self.check_rate(sample_rate)
-        profiler = self._profiler(source, sample_rate, find_hum=self.amount_db > 0)
+        profiler, self.hum = analyse_noise(source, sample_rate, find_hum=self.amount_db > 0)
         self.noise_profile = profiler.profile() if profiler.frames else None
         self.noise_spread = profiler.spread_db()
-        self.stationary_profile = profiler.floor_profile() if profiler.frames else None
         self.line_bins = profiler.line_bins()
-        self.hum = profiler.hum()
         self._profile_rate = float(sample_rate)
         found, share, level = profiler.noise_found()
         self.noise_found = found
@@ -526,8 +546,9 @@ class Denoise(SpectralRestorer):
         if self.noise_profile is None:
             return ["denoise: input shorter than one frame: passed through"]
         verdict = "stationary noise" if found else "little stationary noise"
-        notes = [f"denoise: {verdict} at {level:.0f} dBFS ({share:.0%} of bins noise-dominated); "
-                 f"reduced by at most {self.amount_db:g} dB"]
+        action = (f"reduced by at most {self.amount_db:g} dB" if self._gain_applies()
+                  else "no gain applied, only the hum subtracted")
+        notes = [f"denoise: {verdict} at {level:.0f} dBFS ({share:.0%} of bins noise-dominated); {action}"]
         if self.hum is not None:
             notes.append(f"denoise: {self.hum.describe()}: subtracted")
         return notes
@@ -537,22 +558,23 @@ class Denoise(SpectralRestorer):
         profile of the analysis alone, without the hum search (a quarter of the time); what ``restorer: auto``
         reports.  Leaves this restorer's own analysis as it was."""
         self.check_rate(sample_rate)
-        found, _, level = self._profiler(source, sample_rate, find_hum=False).noise_found()
+        found, _, level = analyse_noise(source, sample_rate, find_hum=False)[0].noise_found()
         return found, level
 
-    @staticmethod
-    def _profiler(source: Path | np.ndarray, sample_rate: float, find_hum: bool) -> NoiseProfiler:
-        n_fft, _ = stft_size(sample_rate)
-        profiler = NoiseProfiler(n_fft, sample_rate, find_hum)
-        for block in source_blocks(source, 1 << 16):
-            profiler.add(block)
-        return profiler
+    def _gain_applies(self) -> bool:
+        """Whether the gain network runs.  Not where the analysis found mains hum and no other stationary noise:
+        after the hum is subtracted, the 10th-percentile "noise" profile is the music's own quiet frames, and a
+        gain against it only takes them down (validation, 10 dB input SNR: +0.5 dB SI-SDR on the mean of all
+        noise kinds; on the hum-only clips it left 1 to 7 dB of the hum subtraction's gain unspent).  Without
+        hum, the gain runs whatever the verdict: it is what was asked for, and on light hiss the verdict can
+        miss real noise."""
+        return self.noise_profile is not None and self.amount_db > 0 and (self.noise_found or self.hum is None)
 
     # -- frames --------------------------------------------------------------------------------------------------
     def _prepare_frames(self, sample_rate: float, num_channels: int, n_fft: int, hop: int) -> None:
         if self._profile_rate is not None and self._profile_rate != sample_rate:
             self.noise_profile = self.hum = None  # a profile is only valid at the rate it was measured at
-        if self.noise_profile is not None and self.amount_db > 0:
+        if self._gain_applies():
             self._arrays = {name: value.astype(np.float32)
                             for name, value in load_weights(self.model_path, ARCHITECTURE)[0].items()}
 
@@ -569,7 +591,7 @@ class Denoise(SpectralRestorer):
     def _process_frames(self, spectra: np.ndarray, context: FrameContext) -> np.ndarray:
         count = spectra.shape[2] - LOOKBEHIND - LOOKAHEAD
         centre = spectra[:, :, LOOKBEHIND:LOOKBEHIND + count]
-        if self.noise_profile is None or self.amount_db <= 0:
+        if not self._gain_applies():
             return centre
         floor = 10 ** (-self.amount_db / 20)
         out = np.empty_like(centre)

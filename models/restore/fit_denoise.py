@@ -3,8 +3,8 @@
 :func:`fit` adds noise to every training clip several times -- the damage asked for and further ``noise:DB``
 damages at SNRs drawn from 0–25 dB (each of a drawn kind: white, pink, hum, mixtures; see
 :mod:`pedalchain.models.restore.damage`) -- measures the noise profile of each noisy clip exactly as the
-restorer does at run time (:class:`pedalchain.effects.restorers.denoise.NoiseProfiler` over the whole clip,
-mains hum subtracted),
+restorer does at run time (:func:`pedalchain.effects.restorers.denoise.analyse_noise` over the whole clip, mains
+hum subtracted; a clip with hum and no other stationary noise gets no gain there, so it is left out here),
 and fits the gain MLP (15 -> 24 -> 12 -> 1, ReLU, sigmoid) with Adam on the phase-sensitive loss
 sum |g Y - S|^2 / sum |S|^2 per clip (Y noisy, S clean STFT), early-stopped on the validation clips.
 
@@ -66,10 +66,10 @@ def collect(clips: Sequence[Any], sample_rate: float, damage: Any, seed: int,
         scale = float(np.mean(np.abs(clean_spectra) ** 2)) + 1e-20
         for noise in noise_variants(damage, rng, variants):
             noisy = noise.apply(clean, int(sample_rate), np.random.default_rng(int(rng.integers(1 << 31))))
-            profiler = dn.NoiseProfiler(n_fft, sample_rate)
-            profiler.add(noisy)
+            profiler, hum = dn.analyse_noise(noisy, sample_rate)
+            if hum is not None and not profiler.noise_found()[0]:
+                continue  # as at run time: hum and no other stationary noise, only the hum is subtracted
             profile, spread = profiler.profile(), profiler.spread_db()
-            hum = profiler.hum()
             if hum is not None:  # as at run time: the hum is subtracted before the gain
                 noisy = noisy - hum.synthesize(0, noisy.shape[1])
             spectra = clip_spectra(noisy, n_fft, hop)

@@ -555,8 +555,8 @@ class Denoise(SpectralRestorer):
 
     def survey_noise(self, source: Path | np.ndarray, sample_rate: float) -> tuple[bool, float]:
         """(whether stationary noise dominates, its level in dBFS) of a file or (channels, n) buffer: the noise
-        profile of the analysis alone, without the hum search (a quarter of the time); what ``restorer: auto``
-        reports.  Leaves this restorer's own analysis as it was."""
+        profile of the analysis alone, without the hum search and its second pass (a quarter of the time), so any
+        hum counts in; what ``restorer: auto`` reports.  Leaves this restorer's own analysis as it was."""
         self.check_rate(sample_rate)
         found, _, level = analyse_noise(source, sample_rate, find_hum=False)[0].noise_found()
         return found, level
@@ -564,10 +564,10 @@ class Denoise(SpectralRestorer):
     def _gain_applies(self) -> bool:
         """Whether the gain network runs.  Not where the analysis found mains hum and no other stationary noise:
         after the hum is subtracted, the 10th-percentile "noise" profile is the music's own quiet frames, and a
-        gain against it only takes them down (validation, 10 dB input SNR: +0.5 dB SI-SDR on the mean of all
-        noise kinds; on the hum-only clips it left 1 to 7 dB of the hum subtraction's gain unspent).  Without
+        gain against it only takes them down (validation, 10 dB input SNR, noise kinds drawn: +0.5 dB SI-SDR on
+        the mean; the gain had cost two hum-only clips 6-7 dB and gained two speech clips 0.5-0.8 dB).  Without
         hum, the gain runs whatever the verdict: it is what was asked for, and on light hiss the verdict can
-        miss real noise."""
+        miss real noise (at 20-30 dB SNR it missed white noise in 3-7 of 24 validation clips)."""
         return self.noise_profile is not None and self.amount_db > 0 and (self.noise_found or self.hum is None)
 
     # -- frames --------------------------------------------------------------------------------------------------

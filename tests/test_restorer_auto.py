@@ -80,11 +80,28 @@ def clipped(audio: np.ndarray, over_db: float) -> np.ndarray:
     return np.clip(audio, -threshold, threshold)
 
 
+def with_hum(audio: np.ndarray, base: float = 50.0, below_db: float = 15.0) -> np.ndarray:
+    """``audio`` plus steady mains hum (4 harmonics of ``base`` Hz, 1/k amplitudes) ``below_db`` under it."""
+    t = np.arange(audio.shape[1]) / SR
+    hum = sum(np.sin(2 * np.pi * k * base * t + k) / k for k in range(1, 5)) * np.ones((audio.shape[0], 1))
+    hum *= np.sqrt(np.mean(audio.astype(np.float64) ** 2) / np.mean(hum ** 2) / 10 ** (below_db / 10))
+    return (audio + hum).astype(np.float32)
+
+
+def hum_power_db(audio: np.ndarray, base: float = 50.0) -> float:
+    """Power at the first two hum harmonics (Hann-windowed projections over the whole signal), dB."""
+    t = np.arange(audio.shape[1]) / SR
+    window = np.hanning(audio.shape[1])
+    return float(10 * np.log10(sum(np.sum(np.abs((audio * window) @ np.exp(-2j * np.pi * k * base * t)) ** 2)
+                                   for k in (1, 2))))
+
+
 DAMAGES = {
     "doubled-samples": lambda audio: doubled(audio, 1),
     "dequantize": lambda audio: held(audio, 3),
     "bandwidth": lambda audio: lowpassed(audio, 11000),
     "declip": lambda audio: clipped(audio, 6),
+    "denoise": with_hum,
 }
 
 
@@ -98,7 +115,7 @@ def test_damage_is_routed_to_its_restorer(tmp_path, restorer):
     auto = AutoRestore()
     notes = auto.analyze_input(source, SR)
     assert auto.active == ROUTES[restorer], notes
-    assert any(word in " ".join(notes) for word in ("repaired", "extended", "declipped")), notes
+    assert any(word in " ".join(notes) for word in ("repaired", "extended", "declipped", "subtracted")), notes
 
 
 @pytest.mark.parametrize("factor, extended", [(3, True), (4, True), (6, False)])
@@ -132,12 +149,12 @@ def test_latency_does_not_depend_on_what_is_detected(tmp_path):
     assert len(latencies) == 1
 
 
-@pytest.mark.parametrize("restorer", ["doubled-samples", "bandwidth"])
+@pytest.mark.parametrize("restorer", ["doubled-samples", "bandwidth", "denoise"])
 def test_damaged_file_renders_the_same_in_any_block_size(tmp_path, restorer):
     source = write(tmp_path / "damaged.wav", DAMAGES[restorer](full_band_music(4.0)))
     first, summary = render(tmp_path, source, "a.wav", block=8192)
     second, _ = render(tmp_path, source, "b.wav", block=997)
-    finding = {"doubled-samples": "doubled samples", "bandwidth": "band limit"}[restorer]
+    finding = {"doubled-samples": "doubled samples", "bandwidth": "band limit", "denoise": "mains hum"}[restorer]
     assert finding in " ".join(summary.analysis), summary.analysis
     assert first.shape == second.shape
     np.testing.assert_allclose(first, second, atol=1e-6)
@@ -175,6 +192,36 @@ def test_stationary_noise_is_reported_not_removed(tmp_path):
     notes = auto.analyze_input(write(tmp_path / "noisy.wav", noisy), SR)
     assert auto.active == []
     assert any("restorer: denoise" in note for note in notes), notes
+
+
+@pytest.mark.parametrize("clip_db", [None, 6.0])
+def test_mains_hum_is_subtracted_alone(tmp_path, clip_db):
+    """Hum is routed to ``denoise`` with ``hum_only`` (no gain), after a declip when the file is clipped too:
+    the hum is then subtracted from the declipper's delayed output at the input's own sample positions."""
+    clean = full_band_music(4.0)
+    damaged = with_hum(clean)
+    if clip_db is not None:
+        damaged = clipped(damaged, clip_db)
+    out, summary = render(tmp_path, write(tmp_path / "hum.wav", damaged))
+    assert any("mains hum at 50 Hz" in note and "subtracted" in note for note in summary.analysis), summary.analysis
+    removed = hum_power_db(damaged) - hum_power_db(out)
+    assert removed > 20, f"only {removed:.1f} dB of the hum removed"
+    if clip_db is None:  # nothing but the hum is touched: the rest of the band passes as it was
+        residual = (out - damaged).astype(np.float64) + (damaged - clean)
+        assert 10 * np.log10(np.mean(residual ** 2) / np.mean(clean.astype(np.float64) ** 2)) < -30
+
+
+def test_hum_under_hiss_is_subtracted_and_the_hiss_reported(tmp_path):
+    clean = full_band_music(4.0)
+    noisy = with_hum(clean) + np.random.default_rng(6).standard_normal(clean.shape).astype(np.float32) * 0.03
+    auto = AutoRestore()
+    notes = auto.analyze_input(write(tmp_path / "noisy.wav", noisy), SR)
+    assert auto.active == ["denoise"], notes
+    assert any("mains hum" in note for note in notes) and any("restorer: denoise" in note for note in notes), notes
+    out = auto.process(noisy, SR)
+    high = np.fft.rfftfreq(noisy.shape[1], 1 / SR) > 2000  # hiss: no gain applied, it passes as it was
+    power = [float(np.sum(np.abs(np.fft.rfft(x, axis=1)[:, high]) ** 2)) for x in (noisy, out)]
+    assert abs(10 * np.log10(power[1] / power[0])) < 0.1
 
 
 def test_remaster_preset_renders_mp3_and_wav(tmp_path, capsys):

@@ -127,8 +127,8 @@ class HumModel:
         amplitudes: complex amplitude of each harmonic per channel and block (channels, M, K), phase relative to
             sample 0: the hum near block m is Re(sum_k a[m, k] exp(2 pi i f_k n / rate)).  Between centres the
             amplitudes are interpolated linearly, before the first and after the last held.
-        end: samples the hum was measured over; from there on there is none (the zeros that flush a step's
-            latency, or a reverb's tail, hold no hum to subtract).
+        end: samples the hum was measured over; from there on, and before sample 0, there is none (the zeros
+            that flush a step's latency, or a reverb's tail, hold no hum to subtract).
         bases: the mains frequencies (50 and/or 60 Hz) the harmonics belong to, Hz.
     """
 
@@ -158,7 +158,7 @@ class HumModel:
         # phase by whole periods first: n x f in float64 keeps micro-radian precision for days of audio
         cycles = np.outer(n, self.frequencies) / self.sample_rate
         carrier = np.exp(2j * np.pi * (cycles - np.floor(cycles)))
-        return np.einsum("cnk,nk->cn", amplitude, carrier).real * (n < self.end)
+        return np.einsum("cnk,nk->cn", amplitude, carrier).real * ((n >= 0) & (n < self.end))
 
     def describe(self) -> str:
         level = 20 * math.log10(max(float(np.abs(self.amplitudes).max()), 1e-12))
@@ -470,6 +470,8 @@ class Denoise(SpectralRestorer):
         model: a model file written by ``chain train restorer --damage noise:DB``; default the shipped
             ``models/weights/restorers/denoise.safetensors``.
         base_dir: folder a relative ``model`` path resolves against (the YAML's folder).
+        hum_only: subtract the mains hum the analysis finds and nothing else (no gain): what ``restorer: auto``
+            runs, as hum, unlike hiss, is not mistaken for sustained music.
     """
 
     name = "denoise"
@@ -477,9 +479,12 @@ class Denoise(SpectralRestorer):
     lookahead = LOOKAHEAD
 
     def __init__(self, amount_db: float = DEFAULT_AMOUNT_DB, model: str | Path | None = None,
-                 base_dir: str | Path | None = None) -> None:
+                 base_dir: str | Path | None = None, hum_only: bool = False) -> None:
         super().__init__()
         where = "restorer: denoise"
+        if not isinstance(hum_only, bool):
+            raise ParameterError(f"hum_only: expects true or false, got {hum_only!r}", where=f"{where}.hum_only")
+        self.hum_only = hum_only
         try:
             amount = float(str(amount_db).lower().removesuffix("db").strip()) if isinstance(amount_db, str) \
                 else float(amount_db)
@@ -508,20 +513,24 @@ class Denoise(SpectralRestorer):
         """The mains hum the last analysis found (subtracted before the gain), or None."""
         self._profile_rate: float | None = None
         self._position = 0
+        self.input_offset = 0
+        """Samples by which this restorer's input lags the input it analysed: the latency of restorers before it
+        in ``restorer: auto`` (the hum is subtracted at the analysed input's sample positions)."""
         self._arrays: dict[str, np.ndarray] = {}
 
     def __repr__(self) -> str:
-        return f"Denoise(amount_db={self.amount_db:g})"
+        return f"Denoise(amount_db={self.amount_db:g}{', hum_only=True' if self.hum_only else ''})"
 
     @classmethod
     def from_params(cls, params: dict[str, Any], where: str | None = None,
                     base_dir: str | Path | None = None) -> Denoise:
-        unknown = sorted(set(params) - {"amount_db", "model"})
+        unknown = sorted(set(params) - {"amount_db", "model", "hum_only"})
         if unknown:
             raise ParameterError(f"restorer 'denoise' has no parameter {', '.join(unknown)} (it takes amount_db, "
-                                 "model)", where=where)
+                                 "model, hum_only)", where=where)
         try:
-            return cls(params.get("amount_db", DEFAULT_AMOUNT_DB), params.get("model"), base_dir=base_dir)
+            return cls(params.get("amount_db", DEFAULT_AMOUNT_DB), params.get("model"), base_dir=base_dir,
+                       hum_only=params.get("hum_only", False))
         except ParameterError as error:
             raise ParameterError(error.message, where=where or error.where) from None
 
@@ -529,6 +538,8 @@ class Denoise(SpectralRestorer):
         values: dict[str, Any] = {"amount_db": self.amount_db}
         if self._model_param is not None:
             values["model"] = str(self.model_path)
+        if self.hum_only:
+            values["hum_only"] = True
         return values
 
     # -- analysis ------------------------------------------------------------------------------------------------
@@ -546,20 +557,16 @@ class Denoise(SpectralRestorer):
         if self.noise_profile is None:
             return ["denoise: input shorter than one frame: passed through"]
         verdict = "stationary noise" if found else "little stationary noise"
-        action = (f"reduced by at most {self.amount_db:g} dB" if self._gain_applies()
-                  else "no gain applied, only the hum subtracted")
+        if self._gain_applies():
+            action = f"reduced by at most {self.amount_db:g} dB"
+        elif self.hum is not None:
+            action = "no gain applied, only the hum subtracted"
+        else:
+            action = "passed through" + ("" if self.hum_only else " (amount_db 0)")
         notes = [f"denoise: {verdict} at {level:.0f} dBFS ({share:.0%} of bins noise-dominated); {action}"]
         if self.hum is not None:
             notes.append(f"denoise: {self.hum.describe()}: subtracted")
         return notes
-
-    def survey_noise(self, source: Path | np.ndarray, sample_rate: float) -> tuple[bool, float]:
-        """(whether stationary noise dominates, its level in dBFS) of a file or (channels, n) buffer: the noise
-        profile of the analysis alone, without the hum search and its second pass (a quarter of the time), so any
-        hum counts in; what ``restorer: auto`` reports.  Leaves this restorer's own analysis as it was."""
-        self.check_rate(sample_rate)
-        found, _, level = analyse_noise(source, sample_rate, find_hum=False)[0].noise_found()
-        return found, level
 
     def _gain_applies(self) -> bool:
         """Whether the gain network runs.  Not where the analysis found mains hum and no other stationary noise:
@@ -568,7 +575,8 @@ class Denoise(SpectralRestorer):
         the mean; the gain had cost two hum-only clips 6-7 dB and gained two speech clips 0.5-0.8 dB).  Without
         hum, the gain runs whatever the verdict: it is what was asked for, and on light hiss the verdict can
         miss real noise (at 20-30 dB SNR it missed white noise in 3-7 of 24 validation clips)."""
-        return self.noise_profile is not None and self.amount_db > 0 and (self.noise_found or self.hum is None)
+        return (self.noise_profile is not None and self.amount_db > 0 and not self.hum_only
+                and (self.noise_found or self.hum is None))
 
     # -- frames --------------------------------------------------------------------------------------------------
     def _prepare_frames(self, sample_rate: float, num_channels: int, n_fft: int, hop: int) -> None:
@@ -583,7 +591,7 @@ class Denoise(SpectralRestorer):
 
     def _process_block(self, audio: np.ndarray, sample_rate: float) -> np.ndarray:
         if self.hum is not None and self.noise_profile is not None:
-            hum = self.hum.synthesize(self._position, audio.shape[1])
+            hum = self.hum.synthesize(self._position - self.input_offset, audio.shape[1])
             audio = (audio - hum[: audio.shape[0]]).astype(np.float32)
         self._position += audio.shape[1]
         return super()._process_block(audio, sample_rate)

@@ -101,11 +101,9 @@ class AutoRestore(Restorer):
             else:
                 chosen.append(("declip", {"threshold": "auto"}))
                 notes.append(f"clipping ({share:.3%} of samples): declipped")
-        analysed: list[Restorer] = []
         dehum = self._candidate("denoise", {"hum_only": True}, sample_rate, configured=True)
         if dehum is not None:
             dehum.analyze_input(source, sample_rate)
-            analysed.append(dehum)
             if dehum.hum is not None:
                 chosen.append(("denoise", {"hum_only": True}))
                 notes.append(f"{dehum.hum.describe()}: subtracted")
@@ -128,7 +126,7 @@ class AutoRestore(Restorer):
             if restorer is None:
                 notes.append(f"{name}: not available at {sample_rate:g} Hz, left alone")
                 continue
-            if restorer not in analysed:
+            if restorer is not dehum:  # analysed above already
                 restorer.analyze_input(source, sample_rate)
             if isinstance(restorer, Denoise):
                 restorer.input_offset = offset

@@ -385,6 +385,12 @@ def analyse_noise(source: Path | np.ndarray, sample_rate: float, find_hum: bool 
     return profiler, hum
 
 
+def only_hum(noise_found: bool, hum: HumModel | None) -> bool:
+    """Whether an analysis found mains hum and no other stationary noise: such an input gets no gain, only the
+    hum subtracted (:meth:`Denoise._gain_applies`; the training leaves such cases out)."""
+    return hum is not None and not noise_found
+
+
 def gamma_db(power: np.ndarray, noise: np.ndarray) -> np.ndarray:
     """A-posteriori SNR in dB, clipped to GAMMA_RANGE_DB: power (..., bins, frames), noise (bins,)."""
     ratio = power / np.maximum(noise, 1e-30)[:, None]
@@ -576,7 +582,7 @@ class Denoise(SpectralRestorer):
         hum, the gain runs whatever the verdict: it is what was asked for, and on light hiss the verdict can
         miss real noise (at 20-30 dB SNR it missed white noise in 3-7 of 24 validation clips)."""
         return (self.noise_profile is not None and self.amount_db > 0 and not self.hum_only
-                and (self.noise_found or self.hum is None))
+                and not only_hum(self.noise_found, self.hum))
 
     # -- frames --------------------------------------------------------------------------------------------------
     def _prepare_frames(self, sample_rate: float, num_channels: int, n_fft: int, hop: int) -> None:

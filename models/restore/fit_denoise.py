@@ -67,7 +67,7 @@ def collect(clips: Sequence[Any], sample_rate: float, damage: Any, seed: int,
         for noise in noise_variants(damage, rng, variants):
             noisy = noise.apply(clean, int(sample_rate), np.random.default_rng(int(rng.integers(1 << 31))))
             profiler, hum = dn.analyse_noise(noisy, sample_rate)
-            if hum is not None and not profiler.noise_found()[0]:
+            if dn.only_hum(profiler.noise_found()[0], hum):
                 continue  # as at run time: hum and no other stationary noise, only the hum is subtracted
             profile, spread = profiler.profile(), profiler.spread_db()
             if hum is not None:  # as at run time: the hum is subtracted before the gain

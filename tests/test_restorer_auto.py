@@ -237,3 +237,15 @@ def test_remaster_preset_renders_mp3_and_wav(tmp_path, capsys):
         data, rate = sf.read(out, dtype="float32")
         assert rate == SR and data.shape[1] == 2 and np.abs(data).max() > 0.1
     assert "auto:" in capsys.readouterr().out
+
+
+def test_below_the_denoise_rates_the_summary_says_hum_and_noise_were_not_searched(tmp_path):
+    rate = 16000
+    audio = scipy.signal.resample_poly(full_band_music(3.0), 160, 441, axis=1).astype(np.float32)
+    source = tmp_path / "low_rate.wav"
+    sf.write(source, audio.T, rate, subtype="FLOAT")
+    out = tmp_path / "out.wav"
+    summary = process_file(auto_chain(), source, out)
+    assert summary.analysis == ["auto: mains hum and stationary noise: not searched at 16000 Hz (denoise runs at "
+                                "22.05-96 kHz)"]
+    assert np.array_equal(sf.read(out, dtype="float32")[0], sf.read(source, dtype="float32")[0])

@@ -102,7 +102,10 @@ class AutoRestore(Restorer):
                 chosen.append(("declip", {"threshold": "auto"}))
                 notes.append(f"clipping ({share:.3%} of samples): declipped")
         dehum = self._candidate("denoise", {"hum_only": True}, sample_rate, configured=True)
-        if dehum is not None:
+        if dehum is None:  # "nothing to restore" would claim a search that did not run
+            notes.append(f"mains hum and stationary noise: not searched at {sample_rate:g} Hz (denoise runs at "
+                         f"{Denoise.min_rate_hz / 1000:g}-{Denoise.max_rate_hz / 1000:g} kHz)")
+        else:
             dehum.analyze_input(source, sample_rate)
             if dehum.hum is not None:
                 chosen.append(("denoise", {"hum_only": True}))

@@ -2,8 +2,8 @@
 never takes music down by more than ``amount_db``.
 
 Method (per channel, on the frames of :class:`pedalchain.effects.restorers.stft.SpectralRestorer`: sqrt-Hann
-2048/512 at 32–48 kHz, 4096/1024 above), from an analysis of the whole input in :meth:`Denoise.analyze_input`
-(files read in blocks, memory bounded; :class:`NoiseProfiler`):
+1024/256 at 22.05–24 kHz, 2048/512 at 32–48 kHz, 4096/1024 above; :func:`frame_size`), from an analysis of the
+whole input in :meth:`Denoise.analyze_input` (files read in blocks, memory bounded; :class:`NoiseProfiler`):
 
 1. Mains hum is subtracted sample by sample first (:class:`HumModel`).  The analysis takes 2-second
    Hann-windowed spectra (0.5 Hz bins) on a fixed grid; a harmonic k x 50 or k x 60 Hz (up to 2 kHz) is hum
@@ -110,6 +110,19 @@ fundamental; 2nd and 3rd for a rectifier's buzz), while a held note and its octa
 HUM_MIN_WINDOWS = 2
 """A block (the last one may be short) is measured only when it holds this many 1-second windows (1.5 s):
 with one window there is nothing to tell steady hum from a held note.  Shorter inputs are not searched."""
+
+
+MIN_RATE_HZ = 22050.0
+"""Lowest rate denoise runs at: with 1024-sample frames there, the frames the gain network was trained on."""
+LOW_RATE_HZ = 32000.0
+"""Below this rate the frames are 1024 / 256 samples (:func:`frame_size`)."""
+
+
+def frame_size(sample_rate: float) -> tuple[int, int]:
+    """``(n_fft, hop)`` of denoise's frames: those of :func:`stft_size`, but 1024 / 256 below LOW_RATE_HZ.  At
+    22.05 kHz these are the 21.5 Hz bins and 11.6 ms hop that 2048 / 512 give at 44.1 kHz, where the gain network
+    was trained (its features span 17 bins and 10 frames), and 24 kHz is close to them."""
+    return (1024, 256) if sample_rate < LOW_RATE_HZ else stft_size(sample_rate)
 
 
 def stft_power_scale(n_fft: int) -> float:
@@ -357,7 +370,7 @@ class NoiseProfiler:
         if self.frames == 0:
             return False, 0.0, -200.0
         spread = self.spread_db()
-        low = max(1, int(100 / 48000 * self.n_fft))
+        low = max(1, int(100 * self.n_fft / self.sample_rate))
         share = float(np.mean(spread[low:] <= STATIONARY_SPREAD_DB))
         noise = self.floor_profile()
         level = 10 * math.log10(max(float(noise[low:].sum()) / stft_power_scale(self.n_fft) / 2, 1e-20))
@@ -370,7 +383,7 @@ def analyse_noise(source: Path | np.ndarray, sample_rate: float, find_hum: bool 
     see and the mains hum found (None without ``find_hum``).  Where hum is found the input is profiled a second
     time with the hum subtracted: a steady line leaks through the window's sidelobes into every bin, and that
     leakage, which the subtraction removes, would pass for a broadband noise floor."""
-    n_fft, _ = stft_size(sample_rate)
+    n_fft, _ = frame_size(sample_rate)
     profiler = NoiseProfiler(n_fft, sample_rate, find_hum)
     for block in source_blocks(source, 1 << 16):
         profiler.add(block)
@@ -483,6 +496,10 @@ class Denoise(SpectralRestorer):
     name = "denoise"
     lookbehind = LOOKBEHIND
     lookahead = LOOKAHEAD
+    min_rate_hz = MIN_RATE_HZ
+
+    def stft_size(self, sample_rate: float) -> tuple[int, int]:
+        return frame_size(sample_rate)
 
     def __init__(self, amount_db: float = DEFAULT_AMOUNT_DB, model: str | Path | None = None,
                  base_dir: str | Path | None = None, hum_only: bool = False) -> None:

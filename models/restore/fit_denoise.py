@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ...effects.restorers import denoise as dn
-from ...effects.restorers.stft import sqrt_hann, stft_size
+from ...effects.restorers.stft import sqrt_hann
 from .fit_bandwidth import load_clip
 
 HIDDEN = (24, 12)
@@ -56,7 +56,7 @@ def collect(clips: Sequence[Any], sample_rate: float, damage: Any, seed: int,
             variants: int = VARIANTS_PER_CLIP) -> dict[str, np.ndarray]:
     """Rows of features and the loss terms a = |Y|^2, b = Re(Y S*), c = |S|^2 (normalised per clip)."""
     rng = np.random.default_rng(seed)
-    n_fft, hop = stft_size(sample_rate)
+    n_fft, hop = dn.frame_size(sample_rate)
     xs, terms = [], []
     for item in clips:
         clean = load_clip(item, sample_rate)

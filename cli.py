@@ -384,6 +384,8 @@ def _check(args: argparse.Namespace) -> int:
     print(f"{path}: OK")
     print(yaml.safe_dump(data, sort_keys=False, width=100).rstrip())
     print(f"runs as: {', '.join(type(stage).__name__ for stage in chain.stages()) or 'nothing (empty chain)'}")
+    for line in chain.passed_over(rate):
+        print(f"passed over: {line}")
     if not chain.streamable:
         print(f"note: {chain._not_streamable_reason()}; files are processed whole (up to 15 min)")
     print(f"latency at {rate:g} Hz, {args.channels} ch: {latency} samples ({1000 * latency / rate:.2f} ms)")

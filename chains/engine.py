@@ -19,6 +19,7 @@ from ..effects.combinators import DryWet, Parallel
 from ..effects.native import NativeSegment, walk_plugins
 from ..effects.processor import Processor
 from ..effects.stock import BUILTIN_PLUGINS, check_sample_rate
+from ..effects.units import format_quantity
 from ..effects.vst3 import check_vst3_channels
 from ..errors import ParameterError
 
@@ -34,12 +35,17 @@ class Step:
         wet: dry/wet blend, 0.0 (dry only) to 1.0 (processed only); the dry path is latency-aligned.
         bypass: when True the step is kept (and saved) but does not process.
         id: an optional name to find the step by (``chain["comp"]``).
+        min_rate_hz: the step runs only on audio at this sample rate (Hz) or higher and is passed over below
+            it, with a note in the file summary: a preset's 9 kHz "air" shelf, say, which 16 kHz audio cannot
+            take, where the rest of the preset should still run.  None: every rate (an invalid setting is
+            refused).
     """
 
     processor: StepObject
     wet: float = 1.0
     bypass: bool = False
     id: str | None = None
+    min_rate_hz: float | None = None
     origin: str | None = field(default=None, compare=False)
     """Where the step was defined ("file.yaml:12"), for error messages; not saved."""
 
@@ -52,6 +58,20 @@ class Step:
         if isinstance(self.wet, bool) or not isinstance(self.wet, (int, float)) or not 0.0 <= self.wet <= 1.0:
             raise ValueError(f"wet must be a number within [0, 1]; got {self.wet!r}")
         self.wet = float(self.wet)
+        if self.min_rate_hz is not None:
+            if (isinstance(self.min_rate_hz, bool) or not isinstance(self.min_rate_hz, (int, float))
+                    or not self.min_rate_hz > 0):
+                raise ValueError(f"min_rate_hz must be a positive sample rate (Hz); got {self.min_rate_hz!r}")
+            self.min_rate_hz = float(self.min_rate_hz)
+
+    def runs_at(self, sample_rate: float | None) -> bool:
+        """Whether the step runs at ``sample_rate`` (None: not known yet, taken as yes)."""
+        return self.min_rate_hz is None or sample_rate is None or sample_rate >= self.min_rate_hz
+
+    def describe(self) -> str:
+        """The step for messages: its id or processor type, and where it was defined."""
+        name = self.id or type(self.processor).__name__
+        return f"{name} ({Path(self.origin).name})" if self.origin else name
 
 
 def _own_stage(processor: StepObject) -> Processor | None:
@@ -96,6 +116,8 @@ class Chain(Processor):
         self.loudness_lufs = loudness_lufs
         self._steps: list[Step] = [self._as_step(item) for item in steps]
         self._stages: list[Processor] | None = None
+        self._rate: float | None = None
+        """The sample rate the stages were built for (steps with ``min_rate_hz`` above it left out)."""
 
     # -- list-like ----------------------------------------------------------------------------------------
     @staticmethod
@@ -139,7 +161,7 @@ class Chain(Processor):
         return list(self._steps)
 
     def append(self, item: StepObject | Step, **options: Any) -> None:
-        """Add a step at the end; ``options`` are Step keywords (wet, bypass, id)."""
+        """Add a step at the end; ``options`` are Step keywords (wet, bypass, id, min_rate_hz)."""
         self._steps.append(self._as_step(item, **options))
         self._changed()
 
@@ -195,7 +217,7 @@ class Chain(Processor):
         stages: list[Processor] = []
         pending: list[pedalboard.Plugin] = []
         for step in self._steps:
-            if step.bypass or step.wet == 0.0:
+            if step.bypass or step.wet == 0.0 or not step.runs_at(self._rate):
                 continue
             stage = _own_stage(step.processor)
             if stage is None and step.wet == 1.0:
@@ -215,6 +237,8 @@ class Chain(Processor):
         """Refuse settings invalid at ``sample_rate`` (a cutoff above Nyquist) or channel counts a plugin
         cannot take (a stereo-only VST3 on 6 channels); errors name the step's YAML line when known."""
         for step in self._steps:
+            if not step.runs_at(sample_rate):
+                continue
             try:
                 _check_step_format(step.processor, sample_rate, num_channels)
             except ParameterError as error:
@@ -223,9 +247,28 @@ class Chain(Processor):
                 raise ParameterError(f"{error.where}: {error.message}", where=step.origin) from None
 
     def analyze_input(self, source: Path | np.ndarray, sample_rate: float) -> list[str]:
-        return [note for stage in self.stages() for note in stage.analyze_input(source, sample_rate)]
+        if self._use_rate(sample_rate):
+            self._prepared = None  # prepared with other stages
+        return self.passed_over(sample_rate) + [note for stage in self.stages()
+                                                for note in stage.analyze_input(source, sample_rate)]
+
+    def passed_over(self, sample_rate: float) -> list[str]:
+        """One line per step (of this chain, not nested ones) that ``min_rate_hz`` keeps from running at
+        ``sample_rate``."""
+        return [f"{step.describe()}: not run at {format_quantity(sample_rate, 'Hz')} "
+                f"(min_rate {format_quantity(step.min_rate_hz, 'Hz')})"
+                for step in self._steps if not step.runs_at(sample_rate) and not step.bypass]
+
+    def _use_rate(self, sample_rate: float) -> bool:
+        """Build the stages for ``sample_rate`` from now on; whether that changes which steps run."""
+        changed = any(step.runs_at(sample_rate) != step.runs_at(self._rate) for step in self._steps)
+        self._rate = sample_rate
+        if changed:
+            self._stages = None
+        return changed
 
     def _prepare(self, sample_rate: float, num_channels: int) -> int:
+        self._use_rate(sample_rate)
         self.check_format(sample_rate, num_channels)
         return sum(stage.latency_at(sample_rate, num_channels) for stage in self.stages())
 

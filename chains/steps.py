@@ -26,7 +26,7 @@ from ..effects.vst3 import DEFAULT_PLUGIN_TIMEOUT_S, MonoPerChannel, load_vst3, 
 from ..errors import ChainFileError
 from .engine import Chain, StepObject
 
-STEP_KEYWORDS = ("wet", "bypass", "id")
+STEP_KEYWORDS = ("wet", "bypass", "id", "min_rate")
 """Keys allowed on every step besides its kind keyword and parameters."""
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from ..effects.units import parse_quantity
 from ..errors import ChainFileError, PedalchainError
 from .atomic import write_atomically
 from .engine import Chain, Step
@@ -226,6 +227,13 @@ class _Builder:
             options["bypass"] = entry["bypass"]
         if "id" in entry:
             options["id"] = str(entry["id"])
+        if "min_rate" in entry:
+            where = f"{self.label}:{entry.key_lines['min_rate']}"
+            rate = parse_quantity(entry["min_rate"], "Hz", "min_rate", where=where)
+            if not rate > 0:
+                raise ChainFileError(f"min_rate: expects a positive sample rate (Hz), got {entry['min_rate']!r}",
+                                     where=where)
+            options["min_rate_hz"] = rate
         return options
 
 
@@ -251,6 +259,8 @@ def _dump_steps(chain: Chain, context: SaveContext) -> list[dict[str, Any]]:
             entry["bypass"] = True
         if step.id is not None:
             entry["id"] = step.id
+        if step.min_rate_hz is not None:
+            entry["min_rate"] = step.min_rate_hz
         dumped.append(entry)
     return dumped
 

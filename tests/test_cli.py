@@ -151,6 +151,8 @@ BAD_CHAINS = {
     "python-tag": ("steps: !!python/object/apply:os.system ['echo hi']\n", ["bad.yaml:1", "not allowed"]),
     "vst3-missing": ("steps:\n  - vst3: /nonexistent/Thing.vst3\n", ["bad.yaml:2", "Thing.vst3"]),
     "vst3-not-plugin": ("steps:\n  - vst3: fake.vst3\n", ["bad.yaml:2", "fake.vst3"]),
+    "min-rate-not-a-rate": ("steps:\n  - plugin: Gain\n    min_rate: fast\n", ["bad.yaml:3", "min_rate"]),
+    "min-rate-negative": ("steps:\n  - plugin: Gain\n    min_rate: -3 kHz\n", ["bad.yaml:3", "min_rate", "positive"]),
 }
 # Depends on the file's sample rate, so it is a per-file failure (exit 1), found before any output is written.
 NYQUIST = "steps:\n  - plugin: LowpassFilter\n    cutoff_frequency_hz: 30 kHz\n"

@@ -364,6 +364,25 @@ def test_cutoff_above_nyquist_is_refused(make) -> None:
     assert out.shape == (2, 4000) and np.isfinite(out).all()
 
 
+def test_min_rate_passes_a_step_over_below_its_rate() -> None:
+    shelf = pedalboard.HighShelfFilter(cutoff_frequency_hz=9000, gain_db=6)
+    for chain in (Chain([pedalboard.Gain(gain_db=-6), Step(shelf, min_rate_hz=22050)]),
+                  Chain([pedalboard.Gain(gain_db=-6), Chain([Step(shelf, min_rate_hz=22050)])])):
+        low = noise_signal(2, 8000)
+        expected = pedalboard.Pedalboard([pedalboard.Gain(gain_db=-6)])(low, 16000)
+        assert np.array_equal(chain(low, 16000), expected)
+        assert np.array_equal(stream(chain, low, 16000, 1000), expected)
+        audio = noise_signal(2, 22050, seed=3)
+        full = pedalboard.Pedalboard([pedalboard.Gain(gain_db=-6), shelf])(audio, 44100)
+        assert np.array_equal(chain(audio, 44100), full), "at and above min_rate the step runs again"
+        assert np.abs(full - pedalboard.Gain(gain_db=-6)(audio, 44100)).max() > 1e-2  # the shelf acts there
+    flat = Chain([Step(shelf, min_rate_hz=22050, id="air")])
+    assert flat.analyze_input(noise_signal(2, 8000), 16000) == ["air: not run at 16000 Hz (min_rate 22050 Hz)"]
+    assert flat.passed_over(22050) == []
+    with pytest.raises(ValueError, match="min_rate_hz"):
+        Step(shelf, min_rate_hz=0)
+
+
 # --- 6. YAML round trips ---------------------------------------------------------------------------------------------
 
 ROUND_TRIP_YAML = """\
@@ -400,6 +419,7 @@ steps:
     threshold_db: -20
     ratio: 4
     wet: 0.75
+    min_rate: 22.05 kHz
 """
 
 
@@ -427,6 +447,7 @@ def test_yaml_round_trip(tmp_path: Path) -> None:
     assert [s.id for s in reloaded.steps] == [None, "ladder", None, "grit", None, None]
     assert [s.wet for s in reloaded.steps] == [1.0, 1.0, 1.0, 0.4, 1.0, 0.75]
     assert [s.bypass for s in reloaded.steps] == [False, False, False, False, True, False]
+    assert [s.min_rate_hz for s in reloaded.steps] == [None] * 5 + [22050.0]
     assert isinstance(reloaded[2], Parallel) and len(reloaded[2].branches) == 2
     assert isinstance(reloaded["grit"], Chain) and len(reloaded["grit"]) == 2
 

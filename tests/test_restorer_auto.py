@@ -59,6 +59,19 @@ def test_clean_input_passes_through_bit_for_bit(tmp_path, subtype):
     assert np.array_equal(sf.read(out, dtype=dtype)[0], sf.read(source, dtype=dtype)[0])
 
 
+@pytest.mark.parametrize("subtype", ["PCM_16", "FLOAT"])
+def test_a_steady_test_tone_passes_through_bit_for_bit(tmp_path, subtype):
+    # 220 Hz repeats every 2205 samples at 44.1 kHz, and so does its rounding error: lines on the 20 Hz grid,
+    # steady and 10 dB over their surroundings like mains hum, at -121 dBFS (int16) or -191 dBFS (float32)
+    t = np.arange(3 * SR) / SR
+    source = write(tmp_path / "tone.wav", (0.2 * np.sin(2 * np.pi * 220 * t))[None].astype(np.float32), subtype)
+    out = tmp_path / "out.wav"
+    summary = process_file(auto_chain(), source, out)
+    assert not any("hum" in line for line in summary.analysis), summary.analysis
+    dtype = "float32" if subtype == "FLOAT" else "int32"
+    assert np.array_equal(sf.read(out, dtype=dtype)[0], sf.read(source, dtype=dtype)[0])
+
+
 def doubled(audio: np.ndarray, parity: int = 0) -> np.ndarray:
     damaged = audio.copy()
     repeated = damaged[:, 1 + parity :: 2].shape[1]
@@ -237,6 +250,19 @@ def test_remaster_preset_renders_mp3_and_wav(tmp_path, capsys):
         data, rate = sf.read(out, dtype="float32")
         assert rate == SR and data.shape[1] == 2 and np.abs(data).max() > 0.1
     assert "auto:" in capsys.readouterr().out
+
+
+def test_remaster_preset_renders_16_khz_audio_without_its_air_shelf(tmp_path, capsys):
+    from pedalchain.cli import main
+
+    rate = 16000
+    source = tmp_path / "speech.wav"
+    sf.write(source, scipy.signal.resample_poly(full_band_music(3.0), 160, 441, axis=1).T, rate, subtype="PCM_16")
+    out = tmp_path / "out.wav"
+    assert main(["apply", "remaster", str(source), "-o", str(out)]) == 0
+    data, written_rate = sf.read(out, dtype="float32")
+    assert written_rate == rate and data.shape == (3 * rate, 2) and np.abs(data).max() > 0.1
+    assert "HighShelfFilter (remaster.yaml:15): not run at 16000 Hz (min_rate 22050 Hz)" in capsys.readouterr().out
 
 
 def test_below_the_denoise_rates_the_summary_says_hum_and_noise_were_not_searched(tmp_path):

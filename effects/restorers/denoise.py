@@ -2,7 +2,7 @@
 never takes music down by more than ``amount_db``.
 
 Method (per channel, on the frames of :class:`pedalchain.effects.restorers.stft.SpectralRestorer`: sqrt-Hann
-1024/256 at 22.05–24 kHz, 2048/512 at 32–48 kHz, 4096/1024 above; :func:`frame_size`), from an analysis of the
+1024/256 at 22.05–32 kHz, 2048/512 at 32–48 kHz, 4096/1024 above; :func:`frame_size`), from an analysis of the
 whole input in :meth:`Denoise.analyze_input` (files read in blocks, memory bounded; :class:`NoiseProfiler`):
 
 1. Mains hum is subtracted sample by sample first (:class:`HumModel`).  The analysis takes 2-second
@@ -11,10 +11,10 @@ whole input in :meth:`Denoise.analyze_input` (files read in blocks, memory bound
    2–6 Hz either side, when it is steady (its amplitude and phase, measured in half-overlapping 1-second
    windows, barely move: a kick drum or a bass note on the grid comes and goes), and when at least two
    harmonics of that base that are not also multiples of the other base qualify, one of them among its first
-   four.  Inputs under 1.5 s are not searched.  Each one's amplitude and phase per 2-second block (the median
-   over the windows, so a passing note does not bias it) is interpolated between block centres.  A bass note 2 Hz
-   from a hum line is left alone, where any gain on 21 Hz-wide STFT bins would take both down.  Other
-   stationary tones (a whine, a fan) count as music and are left in.
+   four, and the strongest reaches -96 dBFS.  Inputs under 1.5 s are not searched.  Each one's amplitude and
+   phase per 2-second block (the median over the windows, so a passing note does not bias it) is interpolated
+   between block centres.  A bass note 2 Hz from a hum line is left alone, where any gain on 21 Hz-wide STFT
+   bins would take both down.  Other stationary tones (a whine, a fan) count as music and are left in.
 2. Noise profile, of the input with the hum subtracted (a second pass where hum was found: a steady line leaks
    through the window's sidelobes into every bin and would pass for a noise floor; :func:`analyse_noise`):
    per bin, a histogram of the frame powers (0.5 dB steps, all channels) gives the 10th
@@ -107,6 +107,11 @@ HUM_LOW_HARMONICS = 4
 """...one of them at most this many times the base: mains hum is strongest in its first few harmonics (the
 fundamental; 2nd and 3rd for a rectifier's buzz), while a held note and its octave can sit on the grid high up
 (E5 at 660 Hz and E6 at 1320 Hz are the 11th and 22nd harmonics of 60 Hz)."""
+HUM_MIN_DBFS = -96.0
+"""...and its strongest harmonic must reach this level (peak amplitude).  A steady synthetic tone's rounding
+error is periodic too, with lines on the 50/60 Hz grid when its period is a multiple of 1/20 s (a 220 Hz sine
+at 44.1 kHz: int16 ones at -121 dBFS, float32 ones at -191); all of 16-bit quantisation error in a single line
+would be -98 dBFS.  Without this floor such a lossless clean input came out changed."""
 HUM_MIN_WINDOWS = 2
 """A block (the last one may be short) is measured only when it holds this many 1-second windows (1.5 s):
 with one window there is nothing to tell steady hum from a held note.  Shorter inputs are not searched."""
@@ -345,6 +350,8 @@ class NoiseProfiler:
         lengths = np.full(len(blocks), self.hum_block)
         lengths[-1] = self.hum_block if len(blocks) == len(self._hum_blocks) else carry.shape[1]
         amplitudes = np.stack(blocks, axis=1)[:, :, keep]  # (channels, blocks, harmonics)
+        if 20 * math.log10(max(float(np.abs(amplitudes).max()), 1e-300)) < HUM_MIN_DBFS:
+            return None
         end = len(self._hum_blocks) * self.hum_block + (carry.shape[1] if carry is not None else 0)
         return HumModel(self.hum_candidates[keep], self.sample_rate, starts + lengths / 2, amplitudes, end,
                         tuple(bases))

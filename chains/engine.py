@@ -59,8 +59,11 @@ class Step:
             raise ValueError(f"wet must be a number within [0, 1]; got {self.wet!r}")
         self.wet = float(self.wet)
         if self.min_rate_hz is not None:
-            if (isinstance(self.min_rate_hz, bool) or not isinstance(self.min_rate_hz, (int, float))
-                    or not self.min_rate_hz > 0):
+            if (
+                isinstance(self.min_rate_hz, bool)
+                or not isinstance(self.min_rate_hz, (int, float))
+                or not self.min_rate_hz > 0
+            ):
                 raise ValueError(f"min_rate_hz must be a positive sample rate (Hz); got {self.min_rate_hz!r}")
             self.min_rate_hz = float(self.min_rate_hz)
 
@@ -249,15 +252,19 @@ class Chain(Processor):
     def analyze_input(self, source: Path | np.ndarray, sample_rate: float) -> list[str]:
         if self._use_rate(sample_rate):
             self._prepared = None  # prepared with other stages
-        return self.passed_over(sample_rate) + [note for stage in self.stages()
-                                                for note in stage.analyze_input(source, sample_rate)]
+        return self.passed_over(sample_rate) + [
+            note for stage in self.stages() for note in stage.analyze_input(source, sample_rate)
+        ]
 
     def passed_over(self, sample_rate: float) -> list[str]:
         """One line per step (of this chain, not nested ones) that ``min_rate_hz`` keeps from running at
         ``sample_rate``."""
-        return [f"{step.describe()}: not run at {format_quantity(sample_rate, 'Hz')} "
-                f"(min_rate {format_quantity(step.min_rate_hz, 'Hz')})"
-                for step in self._steps if not step.runs_at(sample_rate) and not step.bypass]
+        return [
+            f"{step.describe()}: not run at {format_quantity(sample_rate, 'Hz')} "
+            f"(min_rate {format_quantity(step.min_rate_hz, 'Hz')})"
+            for step in self._steps
+            if not step.runs_at(sample_rate) and not step.bypass
+        ]
 
     def _use_rate(self, sample_rate: float) -> bool:
         """Build the stages for ``sample_rate`` from now on; whether that changes which steps run."""

@@ -46,6 +46,11 @@ QUIET_DBFS = -70.0
 """Below this mean power (dBFS) the band-limit check is skipped: the spectrum is mostly noise floor."""
 CLIP_MIN_RUN = 3
 CLIP_MIN_SHARE = 1e-4
+CLIP_MAX_SHARE = 0.95
+"""Clipping: at least CLIP_MIN_RUN samples in a row at the file's peak, making up CLIP_MIN_SHARE .. CLIP_MAX_SHARE
+of all samples.  A signal that sits at its peak nearly all the time is a square or pulse wave (or +-1 LSB
+dither), not clipped audio: there is nothing between the clips to rebuild them from (a sine driven 20 dB into
+clipping still has 6 % of its samples between the rails)."""
 SILENCE_DBFS = -200.0
 """Floor for levels in dBFS (digital silence)."""
 
@@ -62,6 +67,7 @@ def _empty_result(path: str | Path) -> dict:
         "clipping": {"detected": False, "share": 0.0},
         "dc_offset": None,
         "noise_floor_dbfs": None,
+        "mean_power_dbfs": None,
         "error": None,
     }
 
@@ -115,9 +121,11 @@ def detect_file(path: str | Path) -> dict:
     ``share`` (0..1 of the duration inside ``regions``), ``regions`` ([[start_s, end_s], ...], 0.5 s resolution);
     ``hold``: ``detected``, ``factor`` (N: runs of N equal samples; 2 = doubled samples);
     ``band_limit``: ``detected``, ``cutoff_hz`` (-6 dB point below a >= 30 dB drop that lasts to Nyquist);
-    ``clipping``: ``detected``, ``share`` (0..1 of all samples lying at the file's peak |value| in runs >= 3);
+    ``clipping``: ``detected`` (see :data:`CLIP_MAX_SHARE`), ``share`` (0..1 of all samples lying at the file's
+    peak |value| in runs >= 3);
     ``dc_offset``: mean of all samples (full scale = 1.0); ``noise_floor_dbfs``: 10th percentile of the 50 ms
-    RMS levels (all channels' power averaged), dBFS, floored at -200; ``error``: None, or the one-line message
+    RMS levels (all channels' power averaged), dBFS, floored at -200; ``mean_power_dbfs``: mean power of all
+    samples, dBFS (a full-scale square wave is 0), floored at -200; ``error``: None, or the one-line message
     of the AudioFileError that stopped the analysis (then the measurements are None or defaults).
     """
     try:
@@ -164,9 +172,11 @@ def _analyse(source: _Source) -> dict:
         "doubled_samples": doubled,
         "hold": hold,
         "band_limit": {"detected": cutoff is not None, "cutoff_hz": cutoff},
-        "clipping": {"detected": clipped >= CLIP_MIN_RUN and clip_share >= CLIP_MIN_SHARE, "share": clip_share},
+        "clipping": {"detected": clipped >= CLIP_MIN_RUN and CLIP_MIN_SHARE <= clip_share <= CLIP_MAX_SHARE,
+                     "share": clip_share},
         "dc_offset": total / count,
         "noise_floor_dbfs": noise_floor,
+        "mean_power_dbfs": mean_power_dbfs,
     }
 
 

@@ -241,6 +241,18 @@ def test_an_mp3_hole_in_the_anchor_band_is_bridged_but_a_note_end_is_not():
     assert held[20:].max() < anchor[19] - 5  # nothing held over silence
 
 
+def test_a_sweep_that_ends_abruptly_in_the_top_band_is_not_blown_up():
+    """A 20 Hz - 20 kHz sweep cut off at its loudest: its band limit is found near 19.8 kHz; while the sweep
+    crosses the anchor band nothing plays under it, and the click at its end must not be taken for bands that
+    play on under a held anchor (that gave a peak of 12 from a 0.3 sweep)."""
+    t = np.arange(3 * FS) / FS
+    sweep = (0.3 * np.sin(2 * np.pi * (20 * t + (20045 - 20) / 6 * t**2)))[None].astype(np.float32)
+    restorer = BandwidthExtension()
+    out = restorer.process(sweep, FS)
+    assert restorer.active_cutoff is not None and restorer.active_cutoff > 19000
+    assert np.abs(out - sweep).max() < 0.03
+
+
 def test_the_fill_ducks_only_as_far_as_the_snr_goal_asks_and_its_lead_over_noise_allows():
     from pedalchain.models.restore.fit_bandwidth import choose_fill_duck
 

@@ -140,6 +140,9 @@ def test_clipping_dc_and_noise_floor(tmp_path: Path) -> None:
     assert not clean["clipping"]["detected"]
     assert clean["noise_floor_dbfs"] == pytest.approx(20 * np.log10(0.5 / np.sqrt(2)), abs=0.1)
     assert detect_file(write(tmp_path / "z.wav", np.zeros((FS, 1))))["noise_floor_dbfs"] == -200.0
+    # a square wave sits on its peak all the time: nothing between the "clips" to rebuild them from
+    square = detect_file(write(tmp_path / "s.wav", 0.3 * np.sign(np.sin(2 * np.pi * 100 * t))[:, None]))
+    assert square["clipping"]["share"] > 0.99 and not square["clipping"]["detected"]
 
 
 def test_unreadable_file_and_table(tmp_path: Path) -> None:

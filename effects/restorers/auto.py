@@ -13,7 +13,8 @@ clipping                    ``declip`` (threshold auto); skipped after a hold re
                             clipped plateaus off the rail
 mains hum                   ``denoise`` with ``hum_only``: the hum subtracted sample by sample, no gain
                             (its tests -- steady harmonics of 50 or 60 Hz, one of the first four among
-                            them -- found it in 1 of 175 clean corpus clips, at -61 dBFS)
+                            them -- found it in 1 of 175 clean corpus clips, at -61 dBFS); not when it
+                            holds over half the input's power (then it is the programme)
 stationary noise (hiss)     reported only: the noise analysis cannot tell stationary noise from
                             sustained music (drones, pads, dense grooves all look stationary), and
                             denoising music is damage; add ``restorer: denoise`` where it is noise
@@ -50,6 +51,10 @@ MIN_BANDWIDTH_CUTOFF_HZ = 8000.0
 """Band limits below this are left alone: the bandwidth model is trained for cutoffs of 8–20 kHz."""
 NOISE_REPORT_MIN_DBFS = -60.0
 """Stationary sound louder than this is mentioned in the findings (quieter is a clean recording's floor)."""
+HUM_MAX_SHARE = 0.5
+"""Mains "hum" holding more than this share of the input's power is left alone: a steady tone or buzz on the
+50/60 Hz grid that loud is more likely the programme (a 100 Hz square wave passes every hum test) than a fault
+under it."""
 MAX_CUTOFF_SHARE = 0.95
 """A "band limit" above this share of Nyquist is the converter's own anti-alias filter: nothing to restore."""
 
@@ -108,8 +113,14 @@ class AutoRestore(Restorer):
         else:
             dehum.analyze_input(source, sample_rate)
             if dehum.hum is not None:
-                chosen.append(("denoise", {"hum_only": True}))
-                notes.append(f"{dehum.hum.describe()}: subtracted")
+                share = 10 ** ((dehum.hum.power_dbfs() - findings["mean_power_dbfs"]) / 10)
+                if share > HUM_MAX_SHARE:
+                    notes.append(f"{dehum.hum.describe()}: {min(share, 1):.0%} of the signal's power, taken for "
+                                 "the programme (a steady tone or buzz), left alone; add '- restorer: denoise' if it "
+                                 "is hum")
+                else:
+                    chosen.append(("denoise", {"hum_only": True}))
+                    notes.append(f"{dehum.hum.describe()}: subtracted")
             if dehum.noise_found and dehum.noise_level_dbfs >= NOISE_REPORT_MIN_DBFS:
                 notes.append(
                     f"stationary sound at {dehum.noise_level_dbfs:.0f} dBFS: noise or sustained music (drones, "

@@ -11,7 +11,7 @@ whole input in :meth:`Denoise.analyze_input` (files read in blocks, memory bound
    2–6 Hz either side, when it is steady (its amplitude and phase, measured in half-overlapping 1-second
    windows, barely move: a kick drum or a bass note on the grid comes and goes), and when at least two
    harmonics of that base that are not also multiples of the other base qualify, one of them among its first
-   four, and the strongest reaches -96 dBFS.  Inputs under 1.5 s are not searched.  Each one's amplitude and
+   four, and each one reaches -96 dBFS.  Inputs under 1.5 s are not searched.  Each one's amplitude and
    phase per 2-second block (the median over the windows, so a passing note does not bias it) is interpolated
    between block centres.  A bass note 2 Hz from a hum line is left alone, where any gain on 21 Hz-wide STFT
    bins would take both down.  Other stationary tones (a whine, a fan) count as music and are left in.
@@ -108,10 +108,11 @@ HUM_LOW_HARMONICS = 4
 fundamental; 2nd and 3rd for a rectifier's buzz), while a held note and its octave can sit on the grid high up
 (E5 at 660 Hz and E6 at 1320 Hz are the 11th and 22nd harmonics of 60 Hz)."""
 HUM_MIN_DBFS = -96.0
-"""...and its strongest harmonic must reach this level (peak amplitude).  A steady synthetic tone's rounding
-error is periodic too, with lines on the 50/60 Hz grid when its period is a multiple of 1/20 s (a 220 Hz sine
-at 44.1 kHz: int16 ones at -121 dBFS, float32 ones at -191); all of 16-bit quantisation error in a single line
-would be -98 dBFS.  Without this floor such a lossless clean input came out changed."""
+"""A harmonic also has to reach this level (peak amplitude) to count.  A steady synthetic tone's rounding error
+is periodic too, with lines on the 50/60 Hz grid when the tone repeats in a multiple of 1/20 s (a 220 Hz sine at
+44.1 kHz: int16 ones at -121 dBFS, float32 ones at -191; 1 kHz: lines on the 100 Hz grid, which made the tone
+itself the 20th "hum" harmonic); all of 16-bit quantisation error in a single line would be -98 dBFS.  Without
+this floor such a clean lossless tone came out changed."""
 HUM_MIN_WINDOWS = 2
 """A block (the last one may be short) is measured only when it holds this many 1-second windows (1.5 s):
 with one window there is nothing to tell steady hum from a held note.  Shorter inputs are not searched."""
@@ -177,6 +178,11 @@ class HumModel:
         cycles = np.outer(n, self.frequencies) / self.sample_rate
         carrier = np.exp(2j * np.pi * (cycles - np.floor(cycles)))
         return np.einsum("cnk,nk->cn", amplitude, carrier).real * ((n >= 0) & (n < self.end))
+
+    def power_dbfs(self) -> float:
+        """Mean power of the hum over its blocks and channels, dBFS (a full-scale square wave is 0)."""
+        power = float(np.mean(np.sum(np.abs(self.amplitudes) ** 2, axis=-1))) / 2
+        return 10 * math.log10(max(power, 1e-30))
 
     def describe(self) -> str:
         level = 20 * math.log10(max(float(np.abs(self.amplitudes).max()), 1e-12))
@@ -324,6 +330,7 @@ class NoiseProfiler:
         power, steady, unsteady = self._hum_power, self._hum_steady, self._hum_unsteady
         self._hum_power, self._hum_steady, self._hum_unsteady = saved  # the carry may grow: sums as they were
         hz = self.sample_rate / self.hum_block
+        peak_dbfs = 20 * np.log10(np.abs(np.stack(blocks, axis=1)).max(axis=(0, 1)) + 1e-300)
         found = []
         for index, frequency in enumerate(self.hum_candidates):
             centre = frequency / hz
@@ -335,7 +342,8 @@ class NoiseProfiler:
             top = near[np.argmax(power[near])]
             if (abs(top - centre) * hz <= HUM_TOLERANCE_HZ
                     and power[top] >= np.median(power[ring]) * 10 ** (HUM_PEAK_DB / 10)
-                    and steady[index] >= unsteady[index] * 10 ** (HUM_STEADY_DB / 10)):
+                    and steady[index] >= unsteady[index] * 10 ** (HUM_STEADY_DB / 10)
+                    and peak_dbfs[index] >= HUM_MIN_DBFS):
                 found.append(index)
         # a multiple of both bases (300 Hz, 600 Hz, ...) says nothing about which one is there
         shared = np.all([self.hum_candidates % base == 0 for base in HUM_BASES_HZ], axis=0)
@@ -350,8 +358,6 @@ class NoiseProfiler:
         lengths = np.full(len(blocks), self.hum_block)
         lengths[-1] = self.hum_block if len(blocks) == len(self._hum_blocks) else carry.shape[1]
         amplitudes = np.stack(blocks, axis=1)[:, :, keep]  # (channels, blocks, harmonics)
-        if 20 * math.log10(max(float(np.abs(amplitudes).max()), 1e-300)) < HUM_MIN_DBFS:
-            return None
         end = len(self._hum_blocks) * self.hum_block + (carry.shape[1] if carry is not None else 0)
         return HumModel(self.hum_candidates[keep], self.sample_rate, starts + lengths / 2, amplitudes, end,
                         tuple(bases))

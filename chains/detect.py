@@ -46,6 +46,10 @@ QUIET_DBFS = -70.0
 """Below this mean power (dBFS) the band-limit check is skipped: the spectrum is mostly noise floor."""
 CLIP_MIN_RUN = 3
 CLIP_MIN_SHARE = 1e-4
+CLIP_EDGE_STEP = 1e-3
+"""A run at the peak counts as clipped only where the sample before or after it lies this share of the peak
+below it: a clipped waveform meets the rail at speed, while a slow wave's crest approaches it (a full-scale
+40 Hz int16 sine lies within one step of its peak for 3-5 samples, its neighbours 1-4 steps under it)."""
 CLIP_MAX_SHARE = 0.95
 """Clipping: at least CLIP_MIN_RUN samples in a row at the file's peak, making up CLIP_MIN_SHARE .. CLIP_MAX_SHARE
 of all samples.  A signal that sits at its peak nearly all the time is a square or pulse wave (or +-1 LSB
@@ -319,31 +323,40 @@ class _SpectrumAverager:
 
 def _count_clipped(source: _Source, block: int, peak: float) -> int:
     """Samples with |x| >= peak - tol that lie in runs of >= CLIP_MIN_RUN along one channel (runs may span
-    blocks). tol = 1.01 integer step for integer files (libsndfile may round the two rails one step apart),
-    else 1e-6 x peak."""
+    blocks) entered or left by a step of at least CLIP_EDGE_STEP x peak.  tol = 1.01 integer step for integer
+    files (libsndfile may round the two rails one step apart), else 1e-6 x peak."""
     if peak <= 0:
         return 0
     bits = source.integer_bits
     threshold = peak - (1.01 * 2.0 ** (1 - bits) if bits else 1e-6 * peak)
-    carry = np.zeros(source.channels, dtype=np.int64)
+    step = CLIP_EDGE_STEP * peak
+    carry = np.zeros(source.channels, dtype=np.int64)  # the run still open at the end of the last block
+    carry_entry = np.zeros(source.channels)  # how far under the peak the sample before that run lay
+    last = np.zeros(source.channels)  # |x| of the last block's last sample
     clipped = 0
     for data in source.blocks(block):
-        mask = np.abs(data) >= threshold
+        level = np.abs(data)
         length = data.shape[1]
         for channel in range(source.channels):
-            edges = np.diff(np.concatenate(([0], mask[channel].astype(np.int8), [0])))
+            edges = np.diff(np.concatenate(([0], (level[channel] >= threshold).astype(np.int8), [0])))
             starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
             runs = ends - starts
-            if len(runs) and starts[0] == 0:
+            entry = peak - np.where(starts > 0, level[channel, np.maximum(starts - 1, 0)], last[channel])
+            exit_ = peak - level[channel, np.minimum(ends, length - 1)]
+            if len(runs) and starts[0] == 0 and carry[channel]:
                 runs[0] += carry[channel]
-            elif carry[channel] >= CLIP_MIN_RUN:
+                entry[0] = carry_entry[channel]
+            elif carry[channel] >= CLIP_MIN_RUN and max(carry_entry[channel], peak - level[channel, 0]) >= step:
                 clipped += int(carry[channel])
             carry[channel] = 0
             if len(runs) and ends[-1] == length:
-                carry[channel] = runs[-1]
-                runs = runs[:-1]
-            clipped += int(runs[runs >= CLIP_MIN_RUN].sum())
-    clipped += int(carry[carry >= CLIP_MIN_RUN].sum())
+                carry[channel], carry_entry[channel] = runs[-1], entry[-1]
+                runs, entry, exit_ = runs[:-1], entry[:-1], exit_[:-1]
+            counted = (runs >= CLIP_MIN_RUN) & (np.maximum(entry, exit_) >= step)
+            clipped += int(runs[counted].sum())
+            last[channel] = level[channel, -1]
+    # a run that lasts to the end of the input counts by its entry alone
+    clipped += int(carry[(carry >= CLIP_MIN_RUN) & (carry_entry >= step)].sum())
     return clipped
 
 

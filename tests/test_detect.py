@@ -143,6 +143,9 @@ def test_clipping_dc_and_noise_floor(tmp_path: Path) -> None:
     # a square wave sits on its peak all the time: nothing between the "clips" to rebuild them from
     square = detect_file(write(tmp_path / "s.wav", 0.3 * np.sign(np.sin(2 * np.pi * 100 * t))[:, None]))
     assert square["clipping"]["share"] > 0.99 and not square["clipping"]["detected"]
+    # a slow full-scale wave lies within one int16 step of its crest for several samples: a crest, not a clip
+    crest = detect_file(write(tmp_path / "c.wav", (32767 / 32768 * np.sin(2 * np.pi * 40 * t))[:, None]))
+    assert not crest["clipping"]["detected"]
 
 
 def test_unreadable_file_and_table(tmp_path: Path) -> None:

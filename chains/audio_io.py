@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -200,13 +200,22 @@ def read_blocks(info: AudioInfo, block: int) -> Iterator[np.ndarray]:
         raise AudioFileError(f"truncated: announces {info.frames} samples, only {read} could be read", where=info.path)
 
 
+def finite_blocks(blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+    """``blocks`` with NaN/Inf samples replaced by 0: what an analysis sees, as ``--sanitize`` renders them (without
+    it the render refuses such a file, after the analysis, which must not trip over them first)."""
+    for block in blocks:
+        finite = np.isfinite(block)
+        yield block if finite.all() else np.where(finite, block, np.zeros((), block.dtype))
+
+
 def source_blocks(source: str | Path | np.ndarray, block: int) -> Iterator[np.ndarray]:
     """Channels-first blocks of ``block`` samples of an audio file (probed now, read as :func:`read_blocks`
-    reads) or of a (channels, n) or (n,) buffer: what the analyses of a whole input walk through."""
+    reads) or of a (channels, n) or (n,) buffer, through :func:`finite_blocks`: what the analyses of a whole
+    input walk through."""
     if isinstance(source, np.ndarray):
         audio = np.atleast_2d(source)
-        return (audio[:, start:start + block] for start in range(0, audio.shape[1], block))
-    return read_blocks(probe_audio(Path(source)), block)
+        return finite_blocks(audio[:, start:start + block] for start in range(0, audio.shape[1], block))
+    return finite_blocks(read_blocks(probe_audio(Path(source)), block))
 
 
 def choose_output_format(

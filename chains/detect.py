@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import AudioFileError
-from .audio_io import INTEGER_BITS, AudioInfo, probe_audio, read_blocks
+from .audio_io import INTEGER_BITS, AudioInfo, finite_blocks, probe_audio, read_blocks
 
 WINDOW_FRAMES = 10
 """Analysis window = 10 RMS frames of 50 ms (0.5 s)."""
@@ -90,13 +90,13 @@ class _Source:
     @classmethod
     def of_file(cls, info: AudioInfo) -> _Source:
         return cls(info.sample_rate, info.channels, info.frames, INTEGER_BITS.get(info.subtype),
-                   lambda size: read_blocks(info, size))
+                   lambda size: finite_blocks(read_blocks(info, size)))
 
     @classmethod
     def of_array(cls, audio: np.ndarray, sample_rate: int) -> _Source:
         audio = np.atleast_2d(np.asarray(audio, dtype=np.float32))
         return cls(int(sample_rate), audio.shape[0], audio.shape[1], None,
-                   lambda size: (audio[:, start:start + size] for start in range(0, audio.shape[1], size)))
+                   lambda size: finite_blocks(audio[:, start:start + size] for start in range(0, audio.shape[1], size)))
 
 
 def detect_input(source: str | Path | np.ndarray, sample_rate: float | None = None) -> dict:

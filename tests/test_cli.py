@@ -265,6 +265,18 @@ def test_bad_input_file_is_one_line_exit_1_no_output(tmp_path, gain_yaml, case):
         assert digest(source) == before
 
 
+def test_nonfinite_input_through_an_analysing_chain_is_still_one_line(tmp_path):
+    # restorer: auto analyses the whole file before the render refuses it: the analysis must not warn first
+    chain = tmp_path / "auto.yaml"
+    chain.write_text("steps:\n  - restorer: auto\n")
+    source = _nonfinite(tmp_path)
+    result = run_cli("apply", str(chain), str(source), cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "NaN" in lines[0] and "--sanitize" in lines[0], result.stderr
+    assert not (tmp_path / "nan.auto.wav").exists()
+
+
 def test_unreadable_input(tmp_path, song, gain_yaml):
     command = [sys.executable, "-m", "pedalchain.cli", "apply", str(gain_yaml), str(song)]
     if os.geteuid() == 0:  # root reads anything: drop the capabilities that let it

@@ -237,23 +237,20 @@ def scan_doubled(source: Path | np.ndarray, sample_rate: float) -> tuple[dict[st
     file (read in 0.5 s blocks) or a (channels, n) buffer, and the duration in seconds.  Only the hold scan runs:
     the other checks of :func:`~pedalchain.chains.detect.detect_input` (band limit, clipping: a second pass over
     the file) are not needed here and cost more than the repair's own analysis."""
+    from ...chains.audio_io import probe_audio, source_blocks
     from ...chains.detect import RMS_FRAME_S, WINDOW_FRAMES, _HoldScanner
 
     rate = int(round(sample_rate))
     window = WINDOW_FRAMES * max(1, round(RMS_FRAME_S * rate))
     scanner = _HoldScanner(window)
     if isinstance(source, np.ndarray):
-        audio = np.atleast_2d(np.asarray(source, dtype=np.float32))
-        frames = audio.shape[1]
-        for start in range(0, frames, window):
-            scanner.add(audio[:, start : start + window])
+        source = np.atleast_2d(np.asarray(source, dtype=np.float32))
+        frames = source.shape[1]
     else:
-        from ...chains.audio_io import probe_audio, read_blocks
-
         info = probe_audio(source)
         rate, frames = info.sample_rate, info.frames
-        for block in read_blocks(info, window):
-            scanner.add(block)
+    for block in source_blocks(source, window):
+        scanner.add(block)
     if frames == 0:
         return {"detected": False, "parity": None, "share": 0.0, "regions": []}, 0.0
     return scanner.summary(rate, frames)[0], frames / rate

@@ -2,7 +2,7 @@
 
 Every check reads the file in blocks of about 0.5 s (one analysis window) and keeps only small per-window
 statistics, so memory does not grow with the file's length (the 50 ms RMS list grows by 20 floats per
-second; the averaged spectrum is one vector). Clipping needs the file's peak first, so it is a second pass.
+second; the averaged spectrum is one vector). Clipping needs the file's rails first, so it is a second pass.
 
 Doubled samples and sample-and-hold are found from *where the signal changes*: ``k`` is a change when
 ``y[k] != y[k-1]`` (exact comparison, any channel). A hold by ``N`` (runs of ``N`` equal samples) puts every
@@ -47,14 +47,17 @@ QUIET_DBFS = -70.0
 CLIP_MIN_RUN = 3
 CLIP_MIN_SHARE = 1e-4
 CLIP_EDGE_STEP = 1e-3
-"""A run at the peak counts as clipped only where the sample before or after it lies this share of the peak
-below it: a clipped waveform meets the rail at speed, while a slow wave's crest approaches it (a full-scale
-40 Hz int16 sine lies within one step of its peak for 3-5 samples, its neighbours 1-4 steps under it)."""
+"""A run at a rail counts as clipped only where the sample before or after it lies this share of the rail below
+it: a clipped waveform meets the rail at speed, while a slow wave's crest approaches it (a full-scale 40 Hz int16
+sine holds its highest value for 2-3 samples, its neighbours 1-4 steps under it)."""
+CLIP_EDGE_STEPS_INTEGER = 4
+"""...and in an integer file at least this many integer steps: a quiet smooth wave sits on its highest integer
+for several samples, entered by steps of one or two."""
 CLIP_MAX_SHARE = 0.95
-"""Clipping: at least CLIP_MIN_RUN samples in a row at the file's peak, making up CLIP_MIN_SHARE .. CLIP_MAX_SHARE
-of all samples.  A signal that sits at its peak nearly all the time is a square or pulse wave (or +-1 LSB
-dither), not clipped audio: there is nothing between the clips to rebuild them from (a sine driven 20 dB into
-clipping still has 6 % of its samples between the rails)."""
+"""Clipping: runs of at least CLIP_MIN_RUN samples at a rail (the input's highest or lowest value), making up
+CLIP_MIN_SHARE .. CLIP_MAX_SHARE of all samples.  A signal that sits at its rails nearly all the time is a square
+or pulse wave (or +-1 LSB dither), not clipped audio: there is nothing between the clips to rebuild them from (a
+sine driven 20 dB into clipping still has 6 % of its samples between the rails)."""
 SILENCE_DBFS = -200.0
 """Floor for levels in dBFS (digital silence)."""
 
@@ -78,7 +81,7 @@ def _empty_result(path: str | Path) -> dict:
 
 @dataclass(frozen=True)
 class _Source:
-    """Audio to analyse, read in blocks (twice: clipping needs the peak first): a file or an in-memory buffer."""
+    """Audio to analyse, read in blocks (twice: clipping needs the rails first): a file or an in-memory buffer."""
 
     fs: int
     channels: int
@@ -126,7 +129,7 @@ def detect_file(path: str | Path) -> dict:
     ``hold``: ``detected``, ``factor`` (N: runs of N equal samples; 2 = doubled samples);
     ``band_limit``: ``detected``, ``cutoff_hz`` (-6 dB point below a >= 30 dB drop that lasts to Nyquist);
     ``clipping``: ``detected`` (see :data:`CLIP_MAX_SHARE`), ``share`` (0..1 of all samples lying at the file's
-    peak |value| in runs >= 3);
+    highest or lowest value in runs >= 3 met at speed);
     ``dc_offset``: mean of all samples (full scale = 1.0); ``noise_floor_dbfs``: 10th percentile of the 50 ms
     RMS levels (all channels' power averaged), dBFS, floored at -200; ``mean_power_dbfs``: mean power of all
     samples, dBFS (a full-scale square wave is 0), floored at -200; ``error``: None, or the one-line message
@@ -148,7 +151,7 @@ def _analyse(source: _Source) -> dict:
     spectrum = _SpectrumAverager(fs)
     frame_power: list[np.ndarray] = []
     total = total_sq = 0.0
-    peak = 0.0
+    rails = (0.0, 0.0)  # the highest and the lowest sample
     count = 0
     for block in source.blocks(window):
         holds.add(block)
@@ -156,7 +159,7 @@ def _analyse(source: _Source) -> dict:
         block64 = block.astype(np.float64)
         total += float(block64.sum())
         total_sq += float(np.square(block64).sum())
-        peak = max(peak, float(np.abs(block).max()))
+        rails = (max(rails[0], float(block.max())), min(rails[1], float(block.min())))
         count += block.size
         length = block.shape[1]
         edges = np.arange(0, length, frame)
@@ -165,7 +168,7 @@ def _analyse(source: _Source) -> dict:
     powers = np.concatenate(frame_power)
     noise_floor = 10 * math.log10(max(float(np.percentile(powers, 10)), 10 ** (SILENCE_DBFS / 10)))
     mean_power_dbfs = 10 * math.log10(max(total_sq / count, 10 ** (SILENCE_DBFS / 10)))
-    clipped = _count_clipped(source, window, peak)
+    clipped = _count_clipped(source, window, rails)
     clip_share = clipped / count
     doubled, hold = holds.summary(fs, source.frames)
     cutoff = spectrum.cutoff_hz() if mean_power_dbfs >= QUIET_DBFS else None
@@ -321,42 +324,45 @@ class _SpectrumAverager:
         return None
 
 
-def _count_clipped(source: _Source, block: int, peak: float) -> int:
-    """Samples with |x| >= peak - tol that lie in runs of >= CLIP_MIN_RUN along one channel (runs may span
-    blocks) entered or left by a step of at least CLIP_EDGE_STEP x peak.  tol = 1.01 integer step for integer
-    files (libsndfile may round the two rails one step apart), else 1e-6 x peak."""
-    if peak <= 0:
-        return 0
+def _count_clipped(source: _Source, block: int, rails: tuple[float, float]) -> int:
+    """Samples at a rail -- the input's highest value, or its lowest -- that lie in runs of >= CLIP_MIN_RUN along
+    one channel (runs may span blocks) entered or left by a step of at least CLIP_EDGE_STEP x the rail.  Each
+    polarity has its own rail (an integer file's are one step apart: +32767 and -32768); a sample is at it within
+    a hundredth of an integer step, or 1e-6 of it in a float file."""
     bits = source.integer_bits
-    threshold = peak - (1.01 * 2.0 ** (1 - bits) if bits else 1e-6 * peak)
-    step = CLIP_EDGE_STEP * peak
-    carry = np.zeros(source.channels, dtype=np.int64)  # the run still open at the end of the last block
-    carry_entry = np.zeros(source.channels)  # how far under the peak the sample before that run lay
-    last = np.zeros(source.channels)  # |x| of the last block's last sample
+    high, low = rails
+    tolerance = (lambda rail: 0.01 * 2.0 ** (1 - bits)) if bits else (lambda rail: 1e-6 * abs(rail))
+    sides = [(sign, sign * rail, sign * rail - tolerance(rail)) for sign, rail in ((1.0, high), (-1.0, low))
+             if sign * rail > 0]
     clipped = 0
-    for data in source.blocks(block):
-        level = np.abs(data)
-        length = data.shape[1]
-        for channel in range(source.channels):
-            edges = np.diff(np.concatenate(([0], (level[channel] >= threshold).astype(np.int8), [0])))
-            starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-            runs = ends - starts
-            entry = peak - np.where(starts > 0, level[channel, np.maximum(starts - 1, 0)], last[channel])
-            exit_ = peak - level[channel, np.minimum(ends, length - 1)]
-            if len(runs) and starts[0] == 0 and carry[channel]:
-                runs[0] += carry[channel]
-                entry[0] = carry_entry[channel]
-            elif carry[channel] >= CLIP_MIN_RUN and max(carry_entry[channel], peak - level[channel, 0]) >= step:
-                clipped += int(carry[channel])
-            carry[channel] = 0
-            if len(runs) and ends[-1] == length:
-                carry[channel], carry_entry[channel] = runs[-1], entry[-1]
-                runs, entry, exit_ = runs[:-1], entry[:-1], exit_[:-1]
-            counted = (runs >= CLIP_MIN_RUN) & (np.maximum(entry, exit_) >= step)
-            clipped += int(runs[counted].sum())
-            last[channel] = level[channel, -1]
-    # a run that lasts to the end of the input counts by its entry alone
-    clipped += int(carry[(carry >= CLIP_MIN_RUN) & (carry_entry >= step)].sum())
+    for sign, rail, threshold in sides:
+        step = max(CLIP_EDGE_STEP * rail, CLIP_EDGE_STEPS_INTEGER * 2.0 ** (1 - bits) if bits else 0.0)
+        carry = np.zeros(source.channels, dtype=np.int64)  # the run still open at the end of the last block
+        carry_entry = np.zeros(source.channels)  # how far under the rail the sample before that run lay
+        last = np.zeros(source.channels)  # the last block's last sample (times sign)
+        for data in source.blocks(block):
+            level = sign * data
+            length = data.shape[1]
+            for channel in range(source.channels):
+                edges = np.diff(np.concatenate(([0], (level[channel] >= threshold).astype(np.int8), [0])))
+                starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+                runs = ends - starts
+                entry = rail - np.where(starts > 0, level[channel, np.maximum(starts - 1, 0)], last[channel])
+                exit_ = rail - level[channel, np.minimum(ends, length - 1)]
+                if len(runs) and starts[0] == 0 and carry[channel]:
+                    runs[0] += carry[channel]
+                    entry[0] = carry_entry[channel]
+                elif carry[channel] >= CLIP_MIN_RUN and max(carry_entry[channel], rail - level[channel, 0]) >= step:
+                    clipped += int(carry[channel])
+                carry[channel] = 0
+                if len(runs) and ends[-1] == length:
+                    carry[channel], carry_entry[channel] = runs[-1], entry[-1]
+                    runs, entry, exit_ = runs[:-1], entry[:-1], exit_[:-1]
+                counted = (runs >= CLIP_MIN_RUN) & (np.maximum(entry, exit_) >= step)
+                clipped += int(runs[counted].sum())
+                last[channel] = level[channel, -1]
+        # a run that lasts to the end of the input counts by its entry alone
+        clipped += int(carry[(carry >= CLIP_MIN_RUN) & (carry_entry >= step)].sum())
     return clipped
 
 

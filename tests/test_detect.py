@@ -146,6 +146,12 @@ def test_clipping_dc_and_noise_floor(tmp_path: Path) -> None:
     # a slow full-scale wave lies within one int16 step of its crest for several samples: a crest, not a clip
     crest = detect_file(write(tmp_path / "c.wav", (32767 / 32768 * np.sin(2 * np.pi * 40 * t))[:, None]))
     assert not crest["clipping"]["detected"]
+    # ... and so does a quiet one, by whole integer steps (at -40 dBFS: 328 steps, entered by steps of one or two)
+    quiet = detect_file(write(tmp_path / "qc.wav", (0.01 * np.sin(2 * np.pi * 100 * t))[:, None]))
+    assert not quiet["clipping"]["detected"]
+    # clipped on one side only, with a DC offset: the other rail is a crest, this one is counted
+    one_sided = detect_file(write(tmp_path / "o.wav", np.minimum(np.sin(2 * np.pi * 220 * t), 0.7)[:, None] * 0.9))
+    assert one_sided["clipping"]["detected"]
 
 
 def test_unreadable_file_and_table(tmp_path: Path) -> None:

@@ -72,8 +72,10 @@ class Step:
         return self.min_rate_hz is None or sample_rate is None or sample_rate >= self.min_rate_hz
 
     def describe(self) -> str:
-        """The step for messages: its id or processor type, and where it was defined."""
-        name = self.id or type(self.processor).__name__
+        """The step for messages: its id, else its processor's name (a restorer's, a VST3's) or type, and where it
+        was defined."""
+        own = getattr(self.processor, "name", None)
+        name = self.id or (own if isinstance(own, str) and own else type(self.processor).__name__)
         return f"{name} ({Path(self.origin).name})" if self.origin else name
 
 

@@ -326,17 +326,16 @@ class _SpectrumAverager:
 
 def _count_clipped(source: _Source, block: int, rails: tuple[float, float]) -> int:
     """Samples at a rail -- the input's highest value, or its lowest -- that lie in runs of >= CLIP_MIN_RUN along
-    one channel (runs may span blocks) entered or left by a step of at least CLIP_EDGE_STEP x the rail.  Each
-    polarity has its own rail (an integer file's are one step apart: +32767 and -32768); a sample is at it within
-    a hundredth of an integer step, or 1e-6 of it in a float file."""
-    bits = source.integer_bits
-    high, low = rails
-    tolerance = (lambda rail: 0.01 * 2.0 ** (1 - bits)) if bits else (lambda rail: 1e-6 * abs(rail))
-    sides = [(sign, sign * rail, sign * rail - tolerance(rail)) for sign, rail in ((1.0, high), (-1.0, low))
-             if sign * rail > 0]
+    one channel (runs may span blocks) entered or left by a step of at least CLIP_EDGE_STEP x the rail (and
+    CLIP_EDGE_STEPS_INTEGER integer steps).  Each polarity has its own rail (an integer file's are one step apart:
+    +32767 and -32768); a sample is at it within a hundredth of an integer step, or 1e-6 of it in a float file."""
+    integer_step = 2.0 ** (1 - source.integer_bits) if source.integer_bits else 0.0
     clipped = 0
-    for sign, rail, threshold in sides:
-        step = max(CLIP_EDGE_STEP * rail, CLIP_EDGE_STEPS_INTEGER * 2.0 ** (1 - bits) if bits else 0.0)
+    for sign, rail in ((1.0, rails[0]), (-1.0, -rails[1])):
+        if rail <= 0:
+            continue
+        threshold = rail - (0.01 * integer_step if integer_step else 1e-6 * rail)
+        step = max(CLIP_EDGE_STEP * rail, CLIP_EDGE_STEPS_INTEGER * integer_step)
         carry = np.zeros(source.channels, dtype=np.int64)  # the run still open at the end of the last block
         carry_entry = np.zeros(source.channels)  # how far under the rail the sample before that run lay
         last = np.zeros(source.channels)  # the last block's last sample (times sign)

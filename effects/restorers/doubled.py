@@ -237,19 +237,19 @@ def scan_doubled(source: Path | np.ndarray, sample_rate: float) -> tuple[dict[st
     file (read in 0.5 s blocks) or a (channels, n) buffer, and the duration in seconds.  Only the hold scan runs:
     the other checks of :func:`~pedalchain.chains.detect.detect_input` (band limit, clipping: a second pass over
     the file) are not needed here and cost more than the repair's own analysis."""
-    from ...chains.audio_io import probe_audio, source_blocks
+    from ...chains.audio_io import finite_blocks, probe_audio, read_blocks, source_blocks
     from ...chains.detect import RMS_FRAME_S, WINDOW_FRAMES, _HoldScanner
 
     rate = int(round(sample_rate))
     window = WINDOW_FRAMES * max(1, round(RMS_FRAME_S * rate))
     scanner = _HoldScanner(window)
     if isinstance(source, np.ndarray):
-        source = np.atleast_2d(np.asarray(source, dtype=np.float32))
-        frames = source.shape[1]
+        audio = np.atleast_2d(np.asarray(source, dtype=np.float32))
+        frames, blocks = audio.shape[1], source_blocks(audio, window)
     else:
         info = probe_audio(source)
-        rate, frames = info.sample_rate, info.frames
-    for block in source_blocks(source, window):
+        rate, frames, blocks = info.sample_rate, info.frames, finite_blocks(read_blocks(info, window))
+    for block in blocks:
         scanner.add(block)
     if frames == 0:
         return {"detected": False, "parity": None, "share": 0.0, "regions": []}, 0.0

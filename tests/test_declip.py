@@ -72,6 +72,15 @@ def test_clean_input_passes_through_unchanged() -> None:
     assert "no clipping" in restorer.analyze_input(clean, SR)[0]
 
 
+def test_a_square_wave_is_not_reconstructed() -> None:
+    t = np.arange(SR) / SR
+    square = (0.3 * np.sign(np.sin(2 * np.pi * 100 * t)))[None].astype(np.float32)
+    restorer = Declip()
+    assert "nothing between them to rebuild from" in restorer.analyze_input(square, SR)[0]
+    assert restorer.rails == (None, None)
+    assert np.array_equal(restorer.process(square, SR), square)
+
+
 def test_one_sided_clipping_is_detected_per_rail() -> None:
     clean = music(seed=3)
     level = 0.5 * float(clean.max())

@@ -5,7 +5,9 @@ Which samples are clipped: those at a *rail*.  ``threshold: auto`` (the default)
 largest sample value, and it counts as clipping when at least :data:`MIN_RAIL_SAMPLES` samples (and
 1e-5 of all samples) sit on it within a tolerance (1e-6 of the rail for float data, 1.01 steps for integer
 files); the same for the negative rail, so one-sided clipping is handled.  ``threshold: -3`` (dBFS, -60..0)
-states the rails instead: +-10^(dB/20), and samples with |x| >= that level are clipped ones.
+states the rails instead: +-10^(dB/20), and samples with |x| >= that level are clipped ones.  An input with
+more than :data:`~pedalchain.chains.detect.CLIP_MAX_SHARE` of its samples on its rails (a square wave) has nothing
+between them to rebuild from: ``threshold: auto`` leaves it alone.
 
 How each run of clipped samples (one channel, consecutive samples on one rail, at most :data:`MAX_RUN`) is
 reconstructed -- consistent declipping by constrained AR interpolation (Janssen et al. 1986, with the clipping
@@ -43,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from ...chains.detect import CLIP_MAX_SHARE
 from ...errors import ParameterError
 from ..streaming import DelayLine
 from . import Restorer, resolve_model_param
@@ -407,6 +410,11 @@ class Declip(Restorer):
             sides.append(f"{facts['peak_negative']:.4f} ({facts['on_negative_rail']} samples)")
         share = (facts["on_positive_rail"] * (positive is not None)
                  + facts["on_negative_rail"] * (negative is not None)) / total
+        if share > CLIP_MAX_SHARE:
+            self._rails = (None, None)
+            self._reconfigured()
+            return [f"declip: {100 * share:.3g}% of samples at the rails (a square or pulse wave?): nothing between "
+                    "them to rebuild from, passing through"]
         return [f"declip: clipping at {' and '.join(sides)}, {100 * share:.2g}% of samples: reconstructing"]
 
     # -- Processor -----------------------------------------------------------------------------------------------

@@ -89,6 +89,16 @@ def test_clean_and_full_resolution_input_passes_through() -> None:
     assert np.array_equal(Dequantize().process(cd_quality, SR), cd_quality)
 
 
+def test_digital_silence_says_nothing_about_the_grid() -> None:
+    # zero is on every grid: a 10 ms click in 10 s of silence was "on a 2-bit grid" and moved by up to 0.11
+    sparse = np.zeros((1, 10 * SR), np.float32)
+    sparse[0, SR:SR + 441] = np.round(0.5 * np.hanning(441) * np.sin(2 * np.pi * 1000 * np.arange(441) / SR)
+                                      * 32767) / 32768
+    assert detect_hold_and_bits(sparse)["bits"] is None
+    assert np.array_equal(Dequantize().process(sparse, SR), sparse)
+    assert detect_hold_and_bits(np.zeros((2, SR), np.float32))["bits"] is None
+
+
 @pytest.mark.parametrize("dither", [False, True])
 def test_coarse_bits_are_detected_and_smoothed_consistently(dither: bool) -> None:
     clean = music(seed=11)

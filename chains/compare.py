@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import scipy.signal
 
-from ..errors import ParameterError
+from ..errors import AudioFileError, ParameterError
 from .audio_io import AudioInfo, probe_audio, read_blocks
 
 LSD_FFT = 2048
@@ -237,10 +237,24 @@ def spectrogram_png(path: Path, signals: dict[str, np.ndarray], sample_rate: int
         raise
 
 
+def _finite_blocks(info: AudioInfo, block: int) -> Iterator[np.ndarray]:
+    """:func:`read_blocks`, refusing NaN/Inf samples (no metric or alignment is defined on them) with an
+    AudioFileError that says where the first one is."""
+    position = 0
+    for data in read_blocks(info, block):
+        finite = np.isfinite(data).all(axis=0)
+        if not finite.all():
+            first = position + int(np.argmin(finite))
+            raise AudioFileError(f"contains NaN/Inf samples (first at {first / info.sample_rate:.3f} s): nothing to "
+                                 "compare there", where=info.path)
+        position += data.shape[1]
+        yield data
+
+
 def _read_prefix(info: AudioInfo, count: int) -> np.ndarray:
     """The first ``count`` samples (or fewer) of the channel average, float64."""
     parts, have = [], 0
-    for block in read_blocks(info, min(BLOCK, count)):
+    for block in _finite_blocks(info, min(BLOCK, count)):
         parts.append(block.mean(axis=0, dtype=np.float64))
         have += block.shape[1]
         if have >= count:
@@ -271,7 +285,7 @@ def _blocks_from(info: AudioInfo, skip: int, length: int) -> Iterator[np.ndarray
     have = 0
     position = 0
     remaining = length
-    for block in read_blocks(info, BLOCK):
+    for block in _finite_blocks(info, BLOCK):
         start = min(max(0, skip - position), block.shape[1])
         position += block.shape[1]
         block = block[:, start:]

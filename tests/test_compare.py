@@ -80,6 +80,10 @@ def test_mismatches_are_refused(tmp_path: Path) -> None:
         compare_files(reference, reference, split_hz=30000)
     with pytest.raises(AudioFileError, match="no such file"):
         compare_files(reference, tmp_path / "missing.wav")
+    broken = x.copy()
+    broken[FS // 2, 1] = np.nan
+    with pytest.raises(AudioFileError, match=r"nan.wav.*NaN/Inf samples \(first at 0.500 s\)"):
+        compare_files(reference, write(tmp_path / "nan.wav", broken))
 
 
 # -- the exact LSD definition, buffers, plots ----------------------------------------------------------------------

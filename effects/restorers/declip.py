@@ -398,23 +398,21 @@ class Declip(Restorer):
         if self.threshold != "auto":
             return []
         positive, negative, facts = detect_rails(source)
-        self._rails = (positive, negative)
+        share = (facts.get("on_positive_rail", 0) * (positive is not None)
+                 + facts.get("on_negative_rail", 0) * (negative is not None)) / max(1, facts["samples"])
+        crowded = share > CLIP_MAX_SHARE  # nothing between the rails to rebuild from
+        self._rails = (None, None) if crowded else (positive, negative)
         self._reconfigured()
         if positive is None and negative is None:
             return ["declip: no clipping found (no pile-up at the peaks): passing through"]
-        total = max(1, facts["samples"])
+        if crowded:
+            return [f"declip: {100 * share:.3g}% of samples at the rails (a square or pulse wave?): nothing between "
+                    "them to rebuild from, passing through"]
         sides = []
         if positive is not None:
             sides.append(f"+{facts['peak_positive']:.4f} ({facts['on_positive_rail']} samples)")
         if negative is not None:
             sides.append(f"{facts['peak_negative']:.4f} ({facts['on_negative_rail']} samples)")
-        share = (facts["on_positive_rail"] * (positive is not None)
-                 + facts["on_negative_rail"] * (negative is not None)) / total
-        if share > CLIP_MAX_SHARE:
-            self._rails = (None, None)
-            self._reconfigured()
-            return [f"declip: {100 * share:.3g}% of samples at the rails (a square or pulse wave?): nothing between "
-                    "them to rebuild from, passing through"]
         return [f"declip: clipping at {' and '.join(sides)}, {100 * share:.2g}% of samples: reconstructing"]
 
     # -- Processor -----------------------------------------------------------------------------------------------

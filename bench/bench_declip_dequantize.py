@@ -36,6 +36,7 @@ from pedalchain.effects.restorers.auto import AutoRestore  # noqa: E402
 from pedalchain.models.model_file import read_model_info  # noqa: E402
 from pedalchain.models.restore.damage import Bits, Clip, Hold  # noqa: E402
 from pedalchain.models.restore.data import SONIC_PI_DIR, read_clip  # noqa: E402
+from pedalchain.models.restore.fit_declip import has_flat_peaks  # noqa: E402
 
 SR = 44100
 AUTO_ROW = "restorer: auto (dequantize, then bandwidth above fs/2N when that is >= 4 kHz)"
@@ -53,8 +54,7 @@ def recordings() -> list[Path]:
     out = []
     for name in names:
         audio = read_clip(SONIC_PI_DIR / name, SR)
-        positive, negative, _ = dc.detect_rails(audio)
-        if audio.shape[1] >= MIN_S * SR and np.abs(audio).max() > 1e-3 and positive is None and negative is None:
+        if audio.shape[1] >= MIN_S * SR and np.abs(audio).max() > 1e-3 and not has_flat_peaks(audio):
             out.append(SONIC_PI_DIR / name)
     return out
 

@@ -168,7 +168,7 @@ def _analyse(source: _Source) -> dict:
     powers = np.concatenate(frame_power)
     noise_floor = 10 * math.log10(max(float(np.percentile(powers, 10)), 10 ** (SILENCE_DBFS / 10)))
     mean_power_dbfs = 10 * math.log10(max(total_sq / count, 10 ** (SILENCE_DBFS / 10)))
-    clipped = _count_clipped(source, window, rails)
+    clipped = sum(_count_clipped(source, window, rails)[1])
     clip_share = clipped / count
     doubled, hold = holds.summary(fs, source.frames)
     cutoff = spectrum.cutoff_hz() if mean_power_dbfs >= QUIET_DBFS else None
@@ -324,17 +324,58 @@ class _SpectrumAverager:
         return None
 
 
-def _count_clipped(source: _Source, block: int, rails: tuple[float, float]) -> int:
-    """Samples at a rail -- the input's highest value, or its lowest -- that lie in runs of >= CLIP_MIN_RUN along
-    one channel (runs may span blocks) entered or left by a step of at least CLIP_EDGE_STEP x the rail (and
-    CLIP_EDGE_STEPS_INTEGER integer steps).  Each polarity has its own rail (an integer file's are one step apart:
-    +32767 and -32768); a sample is at it within a hundredth of an integer step, or 1e-6 of it in a float file."""
+@dataclass(frozen=True)
+class ClippingRails:
+    """Where an input clips (:func:`clipping_rails`); index 0 is the positive rail, 1 the negative one."""
+
+    peaks: tuple[float, float]
+    """The input's highest and lowest sample (0.0 where it has none above or below zero)."""
+    levels: tuple[float, float]
+    """A sample is at the positive rail when x >= levels[0], at the negative one when x <= levels[1] (a hundredth
+    of an integer step inside the peak, or 1e-6 of it in a float input; +-inf where no sample lies on that side
+    of zero)."""
+    clipped: tuple[int, int]
+    """Samples at each rail in runs of at least CLIP_MIN_RUN samples met at speed (see :func:`_count_clipped`)."""
+    samples: int
+    """All samples (every channel)."""
+
+
+def clipping_rails(source: str | Path | np.ndarray) -> ClippingRails:
+    """The rails of a file (read in blocks, twice) or a (channels, n) buffer and the clipped samples at each, by
+    polarity, as ``detect`` counts them (for ``restorer: declip``, which repairs what detection calls clipped)."""
+    if isinstance(source, np.ndarray):
+        data = _Source.of_array(source, 0)  # the rate plays no part in finding rails
+    else:
+        data = _Source.of_file(probe_audio(source))
+    top, bottom, count = 0.0, 0.0, 0
+    for block in data.blocks(1 << 16):
+        if block.size:
+            top, bottom = max(top, float(block.max())), min(bottom, float(block.min()))
+            count += block.size
+    levels, clipped = _count_clipped(data, 1 << 16, (top, bottom))
+    return ClippingRails((top, bottom), levels, clipped, count)
+
+
+def _rail_level(rail: float, integer_bits: int | None) -> float:
+    """The level from which a sample counts as at ``rail`` (> 0): a hundredth of an integer step under it, or 1e-6
+    of it in a float input."""
+    return rail - (0.01 * 2.0 ** (1 - integer_bits) if integer_bits else 1e-6 * rail)
+
+
+def _count_clipped(source: _Source, block: int, rails: tuple[float, float]
+                   ) -> tuple[tuple[float, float], tuple[int, int]]:
+    """The rail levels (see :attr:`ClippingRails.levels`) and the samples at each rail -- the input's highest
+    value, and its lowest -- that lie in runs of >= CLIP_MIN_RUN along one channel (runs may span blocks) entered
+    or left by a step of at least CLIP_EDGE_STEP x the rail (and CLIP_EDGE_STEPS_INTEGER integer steps).  Each
+    polarity has its own rail (an integer file's are one step apart: +32767 and -32768)."""
     integer_step = 2.0 ** (1 - source.integer_bits) if source.integer_bits else 0.0
-    clipped = 0
-    for sign, rail in ((1.0, rails[0]), (-1.0, -rails[1])):
+    levels, counts = [math.inf, -math.inf], [0, 0]
+    for side, (sign, rail) in enumerate(((1.0, rails[0]), (-1.0, -rails[1]))):
         if rail <= 0:
             continue
-        threshold = rail - (0.01 * integer_step if integer_step else 1e-6 * rail)
+        threshold = _rail_level(rail, source.integer_bits)
+        levels[side] = sign * threshold
+        clipped = 0
         step = max(CLIP_EDGE_STEP * rail, CLIP_EDGE_STEPS_INTEGER * integer_step)
         carry = np.zeros(source.channels, dtype=np.int64)  # the run still open at the end of the last block
         carry_entry = np.zeros(source.channels)  # how far under the rail the sample before that run lay
@@ -361,8 +402,8 @@ def _count_clipped(source: _Source, block: int, rails: tuple[float, float]) -> i
                 clipped += int(runs[counted].sum())
                 last[channel] = level[channel, -1]
         # a run that lasts to the end of the input counts by its entry alone
-        clipped += int(carry[(carry >= CLIP_MIN_RUN) & (carry_entry >= step)].sum())
-    return clipped
+        counts[side] = clipped + int(carry[(carry >= CLIP_MIN_RUN) & (carry_entry >= step)].sum())
+    return (levels[0], levels[1]), (counts[0], counts[1])
 
 
 def format_detect_table(results: list[dict]) -> str:

@@ -1,13 +1,17 @@
 """``restorer: declip``: reconstruct hard-clipped peaks; every unclipped sample passes through bit for bit.
 
 Which samples are clipped: those at a *rail*.  ``threshold: auto`` (the default) finds the rails in
-:meth:`Declip.analyze_input` from the pile-up at the extremes of the whole input: the positive rail is the
-largest sample value, and it counts as clipping when at least :data:`MIN_RAIL_SAMPLES` samples (and
-1e-5 of all samples) sit on it within a tolerance (1e-6 of the rail for float data, 1.01 steps for integer
-files); the same for the negative rail, so one-sided clipping is handled.  ``threshold: -3`` (dBFS, -60..0)
-states the rails instead: +-10^(dB/20), and samples with |x| >= that level are clipped ones.  An input with
-more than :data:`~pedalchain.chains.detect.CLIP_MAX_SHARE` of its samples on its rails (a square wave) has nothing
-between them to rebuild from: ``threshold: auto`` leaves it alone.
+:meth:`Declip.analyze_input` the way ``chain detect`` finds clipping
+(:func:`pedalchain.chains.detect.clipping_rails`): the positive rail is the largest sample value, and it counts
+as clipping when at least :data:`MIN_RAIL_SAMPLES` samples (and 1e-5 of all samples) sit on it, within a
+hundredth of an integer step (1e-6 of the rail in float data), in runs of at least 3 entered or left at speed (a
+step of 1e-3 of the rail and 4 integer steps).  A smooth crest that rests on its highest value for a few samples
+(a quiet int16 sine, any sine at 192 kHz) is not clipping, nor is a steady tone whose crests keep landing on the
+same value.  The same for the negative rail, so one-sided clipping is handled.  Once a rail counts, every sample
+on it is repaired.  Peaks clipped so lightly that they touch the rail for only one or two samples are not found:
+``threshold: -3`` (dBFS, -60..0) states the rails instead: +-10^(dB/20), and samples with |x| >= that level are
+clipped ones.  An input with more than :data:`~pedalchain.chains.detect.CLIP_MAX_SHARE` of its samples on its
+rails (a square wave) has nothing between them to rebuild from: ``threshold: auto`` leaves it alone.
 
 How each run of clipped samples (one channel, consecutive samples on one rail, at most :data:`MAX_RUN`) is
 reconstructed -- consistent declipping by constrained AR interpolation (Janssen et al. 1986, with the clipping
@@ -45,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from ...chains.detect import CLIP_MAX_SHARE
+from ...chains.detect import CLIP_MAX_SHARE, ClippingRails, clipping_rails
 from ...errors import ParameterError
 from ..streaming import DelayLine
 from . import Restorer, resolve_model_param
@@ -263,45 +267,16 @@ def runs_of(flags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
 
 
-def detect_rails(source: Path | np.ndarray, integer_bits: int | None = None) -> tuple[float | None, float | None,
-                                                                                      dict[str, Any]]:
-    """The clipping rails of a file (read in blocks) or a (channels, n) buffer: ``(positive, negative, facts)``;
-    a rail is None when its extreme shows no pile-up (see the module docstring).  The rails returned are lowered
-    (raised) by the tolerance so that ``x >= positive`` selects exactly the samples on the rail."""
-    blocks, bits = _blocks(source, integer_bits)
-    top, bottom, total = -np.inf, np.inf, 0
-    for block in blocks():
-        if block.size:
-            top, bottom = max(top, float(block.max())), min(bottom, float(block.min()))
-            total += block.size
-    facts: dict[str, Any] = {"peak_positive": top, "peak_negative": bottom, "samples": total}
-    if total == 0:
-        return None, None, facts
-
-    def tolerance(rail: float) -> float:
-        return 1.01 * 2.0 ** (1 - bits) if bits else 1e-6 * abs(rail)
-
-    rails: list[float | None] = [None, None]
-    counts = [0, 0]
-    levels = [top - tolerance(top) if top > 0 else None, bottom + tolerance(bottom) if bottom < 0 else None]
-    for block in blocks():
-        if levels[0] is not None:
-            counts[0] += int(np.count_nonzero(block >= levels[0]))
-        if levels[1] is not None:
-            counts[1] += int(np.count_nonzero(block <= levels[1]))
-    for k in range(2):
-        if levels[k] is not None and counts[k] >= max(MIN_RAIL_SAMPLES, MIN_RAIL_SHARE * total):
-            rails[k] = levels[k]
-    facts.update({"on_positive_rail": counts[0], "on_negative_rail": counts[1]})
-    return rails[0], rails[1], facts
-
-
-def _blocks(source: Path | np.ndarray, integer_bits: int | None) -> tuple[Any, int | None]:
-    from ...chains.audio_io import INTEGER_BITS, probe_audio, source_blocks
-
-    if not isinstance(source, np.ndarray):
-        integer_bits = INTEGER_BITS.get(probe_audio(source).subtype)
-    return (lambda: source_blocks(source, 1 << 16)), integer_bits
+def detect_rails(source: Path | np.ndarray) -> tuple[float | None, float | None, ClippingRails]:
+    """The rails to repair in a file (read in blocks) or a (channels, n) buffer: ``(positive, negative, found)``,
+    each the level from which a sample is at that rail (``x >= positive``, ``x <= negative``), None when fewer than
+    :data:`MIN_RAIL_SAMPLES` (and MIN_RAIL_SHARE of all samples) are clipped there as ``chain detect`` counts
+    clipping: on the input's extreme, in runs of 3 or more met at speed (a smooth crest resting on its highest
+    value is not clipped)."""
+    found = clipping_rails(source)
+    least = max(MIN_RAIL_SAMPLES, MIN_RAIL_SHARE * found.samples)
+    positive, negative = (found.levels[k] if found.clipped[k] >= least else None for k in range(2))
+    return positive, negative, found
 
 
 _WEIGHTS: dict[str, tuple[dict[str, np.ndarray], dict[str, Any]]] = {}
@@ -397,22 +372,20 @@ class Declip(Restorer):
     def analyze_input(self, source: Path | np.ndarray, sample_rate: float) -> list[str]:
         if self.threshold != "auto":
             return []
-        positive, negative, facts = detect_rails(source)
-        share = (facts.get("on_positive_rail", 0) * (positive is not None)
-                 + facts.get("on_negative_rail", 0) * (negative is not None)) / max(1, facts["samples"])
+        positive, negative, found = detect_rails(source)
+        share = (found.clipped[0] * (positive is not None)
+                 + found.clipped[1] * (negative is not None)) / max(1, found.samples)
         crowded = share > CLIP_MAX_SHARE  # nothing between the rails to rebuild from
         self._rails = (None, None) if crowded else (positive, negative)
         self._reconfigured()
         if positive is None and negative is None:
-            return ["declip: no clipping found (no pile-up at the peaks): passing through"]
+            return ["declip: no clipping found (no runs of 3 samples at the peaks, met at speed): passing through; "
+                    "'threshold: DB' states the clipping level"]
         if crowded:
             return [f"declip: {100 * share:.3g}% of samples at the rails (a square or pulse wave?): nothing between "
                     "them to rebuild from, passing through"]
-        sides = []
-        if positive is not None:
-            sides.append(f"+{facts['peak_positive']:.4f} ({facts['on_positive_rail']} samples)")
-        if negative is not None:
-            sides.append(f"{facts['peak_negative']:.4f} ({facts['on_negative_rail']} samples)")
+        sides = [f"{found.peaks[k]:+.4f} ({found.clipped[k]} samples)"
+                 for k, rail in enumerate((positive, negative)) if rail is not None]
         return [f"declip: clipping at {' and '.join(sides)}, {100 * share:.2g}% of samples: reconstructing"]
 
     # -- Processor -----------------------------------------------------------------------------------------------

@@ -288,3 +288,19 @@ def test_below_the_denoise_rates_the_summary_says_hum_and_noise_were_not_searche
     assert summary.analysis == ["auto: mains hum and stationary noise: not searched at 16000 Hz (denoise runs at "
                                 "22.05-96 kHz)"]
     assert np.array_equal(sf.read(out, dtype="float32")[0], sf.read(source, dtype="float32")[0])
+
+
+def test_a_finding_whose_restorer_refuses_the_rate_is_reported_as_left_alone(tmp_path):
+    # 22.05 kHz audio cut at 8.5 kHz: detection finds the band limit, but bandwidth runs at 32-96 kHz; the summary
+    # used to say "extended" and then "bandwidth: not available", and nothing was extended
+    rate = 22050
+    sos = scipy.signal.ellip(10, 0.1, 90, 8500, fs=rate, output="sos")
+    audio = scipy.signal.sosfiltfilt(sos, scipy.signal.resample_poly(full_band_music(4.0), 1, 2, axis=1), axis=1)
+    source = tmp_path / "narrow.wav"
+    sf.write(source, audio.T.astype(np.float32), rate, subtype="FLOAT")
+    out = tmp_path / "out.wav"
+    summary = process_file(auto_chain(), source, out)
+    band = [note for note in summary.analysis if "band limit" in note]
+    assert band and band[0].endswith(": left alone (bandwidth runs at 32-96 kHz)"), summary.analysis
+    assert not any("extended" in note or "not available" in note for note in summary.analysis)
+    assert np.array_equal(sf.read(out, dtype="float32")[0], sf.read(source, dtype="float32")[0])

@@ -83,29 +83,38 @@ class AutoRestore(Restorer):
     # -- analysis ------------------------------------------------------------------------------------------------
     def analyze_input(self, source: Path | np.ndarray, sample_rate: float) -> list[str]:
         findings = detect_input(source, sample_rate)
-        chosen: list[tuple[str, dict[str, Any]]] = []
         notes: list[str] = []
+        # (restorer, params, index of its finding's note, what it does, what is said when it cannot run here)
+        chosen: list[tuple[str, dict[str, Any], int, str, str]] = []
+        findings_of: dict[int, str] = {}
+
+        def route(finding: str, *steps: tuple[str, dict[str, Any], str, str]) -> None:
+            findings_of[len(notes)] = finding
+            chosen.extend((name, params, len(notes), done, undone) for name, params, done, undone in steps)
+            notes.append(finding)
+
         doubled, hold = findings["doubled_samples"], findings["hold"]
         structural = doubled["detected"] or (hold["detected"] and (hold["factor"] or 0) >= 3)
         if doubled["detected"]:
-            chosen.append(("doubled-samples", {"mode": "detect"}))
-            notes.append(f"doubled samples (parity {doubled['parity']}, {doubled['share']:.0%} of the file): repaired")
+            route(f"doubled samples (parity {doubled['parity']}, {doubled['share']:.0%} of the file)",
+                  ("doubled-samples", {"mode": "detect"}, "repaired", "left alone"))
         elif hold["detected"] and hold["factor"] >= 3:
-            chosen.append(("dequantize", {"hold": int(hold["factor"])}))
             top = sample_rate / (2 * hold["factor"])  # the held signal's Nyquist
+            repair = ("dequantize", {"hold": int(hold["factor"])}, "repaired", "left alone")
             if top >= MIN_CUTOFF_HZ:
-                chosen.append(("bandwidth", {"cutoff": top}))
-                notes.append(f"sample-and-hold by {hold['factor']}: repaired, the band above {top / 1000:.1f} kHz "
-                             "extended")
+                route(f"sample-and-hold by {hold['factor']}", repair,
+                      ("bandwidth", {"cutoff": top}, f"the band above {top / 1000:.1f} kHz extended",
+                       f"the band above {top / 1000:.1f} kHz not extended"))
             else:
-                notes.append(f"sample-and-hold by {hold['factor']}: repaired (its band ends at {top / 1000:.1f} kHz)")
+                route(f"sample-and-hold by {hold['factor']}",
+                      (*repair[:2], f"repaired (its band ends at {top / 1000:.1f} kHz)", repair[3]))
         if findings["clipping"]["detected"]:
             share = findings["clipping"]["share"]
             if structural:
                 notes.append(f"clipping ({share:.3%} of samples): left alone after the sample-structure repair")
             else:
-                chosen.append(("declip", {"threshold": "auto"}))
-                notes.append(f"clipping ({share:.3%} of samples): declipped")
+                route(f"clipping ({share:.3%} of samples)", ("declip", {"threshold": "auto"}, "declipped",
+                                                             "left alone"))
         dehum = self._candidate("denoise", {"hum_only": True}, sample_rate, configured=True)
         if dehum is None:  # "nothing to restore" would claim a search that did not run
             notes.append(f"mains hum and stationary noise: not searched at {sample_rate:g} Hz (denoise runs at "
@@ -119,8 +128,7 @@ class AutoRestore(Restorer):
                                  "the programme (a steady tone or buzz), left alone; add '- restorer: denoise' if it "
                                  "is hum")
                 else:
-                    chosen.append(("denoise", {"hum_only": True}))
-                    notes.append(f"{dehum.hum.describe()}: subtracted")
+                    route(dehum.hum.describe(), ("denoise", {"hum_only": True}, "subtracted", "left alone"))
             if dehum.noise_found and dehum.noise_level_dbfs >= NOISE_REPORT_MIN_DBFS:
                 notes.append(
                     f"stationary sound at {dehum.noise_level_dbfs:.0f} dBFS: noise or sustained music (drones, "
@@ -131,21 +139,27 @@ class AutoRestore(Restorer):
             if cutoff < MIN_BANDWIDTH_CUTOFF_HZ:
                 notes.append(f"band limit at {cutoff / 1000:.1f} kHz: below 8 kHz, left alone")
             elif cutoff <= MAX_CUTOFF_SHARE * sample_rate / 2:
-                chosen.append(("bandwidth", {"cutoff": float(cutoff)}))
-                notes.append(f"band limit at {cutoff / 1000:.1f} kHz: extended")
+                route(f"band limit at {cutoff / 1000:.1f} kHz",
+                      ("bandwidth", {"cutoff": float(cutoff)}, "extended", "left alone"))
         self._active = []
+        outcomes: dict[int, list[str]] = {index: [] for index in findings_of}
         offset = 0  # the restorers run one after the other: each one's input lags the analysed one by this much
-        for name, params in sorted(chosen, key=lambda item: PIPELINE.index(item[0])):
+        for name, params, index, done, undone in sorted(chosen, key=lambda item: PIPELINE.index(item[0])):
             restorer = self._candidate(name, params, sample_rate, configured=True)
             if restorer is None:
-                notes.append(f"{name}: not available at {sample_rate:g} Hz, left alone")
+                kind = restorer_class(name)
+                outcomes[index].append(f"{undone} ({name} runs at {kind.min_rate_hz / 1000:g}-"
+                                       f"{kind.max_rate_hz / 1000:g} kHz)")
                 continue
+            outcomes[index].append(done)
             if restorer is not dehum:  # analysed above already
                 restorer.analyze_input(source, sample_rate)
             if isinstance(restorer, Denoise):
                 restorer.input_offset = offset
             offset += restorer.latency_at(sample_rate, max(self._channels, 1))
             self._active.append(restorer)
+        for index, finding in findings_of.items():
+            notes[index] = f"{finding}: {', '.join(outcomes[index])}"
         self._reconfigured()
         return [f"auto: {note}" for note in notes] or ["auto: nothing to restore, passed through unchanged"]
 

@@ -165,6 +165,21 @@ def test_a_hold_repair_gets_its_top_band_back_where_the_model_reaches(factor, ex
         assert 10 * np.log10(above / truth_above) < -15  # only what the sinc leaves of the images: nothing added
 
 
+@pytest.mark.parametrize("rate", [96000, 24000])
+def test_doubled_samples_where_the_doubling_model_does_not_run_are_repaired_as_a_hold_by_2(rate):
+    # the doubled-samples model is trained at 44.1 kHz (it runs at 32-50 kHz); at 96 kHz (a 48 kHz interface
+    # doubling its samples) the repair by interpolation loses only the band above 24 kHz
+    clean = scipy.signal.resample_poly(full_band_music(3.0), rate // 100, SR // 100, axis=1).astype(np.float32)
+    damaged = doubled(clean)
+    auto = AutoRestore()
+    notes = auto.analyze_input(damaged, rate)
+    assert auto.active[0] == "dequantize", notes
+    assert "repaired as a hold by 2 (the doubled-samples model runs at 32-50 kHz)" in notes[0]
+    out = auto.process(damaged, rate)
+    snr_before, snr_after = (10 * np.log10(np.sum(clean ** 2) / np.sum((clean - x) ** 2)) for x in (damaged, out))
+    assert snr_after > snr_before + (20 if rate == 96000 else 1.5), (snr_before, snr_after)
+
+
 def test_latency_does_not_depend_on_what_is_detected(tmp_path):
     clean = full_band_music(3.0)
     latencies = set()

@@ -5,7 +5,8 @@ Routing (from :func:`pedalchain.chains.detect.detect_input` on the chain's input
 ==========================  ==========================================================================
 finding                     restorer run (in this order)
 ==========================  ==========================================================================
-doubled samples             ``doubled-samples`` (mode detect: only the damaged regions)
+doubled samples             ``doubled-samples`` (mode detect: only the damaged regions); at rates its model
+                            does not run at (outside 32-50 kHz), a wholly doubled file as a hold by 2
 sample-and-hold by N ≥ 3    ``dequantize`` with ``hold: N``; then ``bandwidth`` above the band the repair
                             keeps, fs/2N, where that is at least 4 kHz (N ≤ 5 at 44.1 kHz): the held
                             samples carry nothing above it, the staircase only mirror images
@@ -44,6 +45,7 @@ from ..streaming import DelayLine
 from . import Restorer, restorer_class
 from .bandwidth import MIN_CUTOFF_HZ
 from .denoise import Denoise
+from .doubled import DoubledSampleRepair
 
 PIPELINE = ("doubled-samples", "dequantize", "declip", "denoise", "bandwidth")
 """Every restorer ``auto`` may run, in the order they run."""
@@ -56,6 +58,10 @@ HUM_MAX_SHARE = 0.5
 50/60 Hz grid that loud is more likely the programme (a 100 Hz square wave passes every hum test) than a fault
 under it."""
 MAX_CUTOFF_SHARE = 0.95
+DOUBLED_AS_HOLD_SHARE = 0.99
+"""Doubled samples at a rate the doubled-samples model does not run at (it is trained at 44.1 kHz) are repaired
+as a hold by 2 (``dequantize``: the true samples kept, the others interpolated), but only when they cover this
+share of the file: that repair would take the band above fs/4 out of clean stretches."""
 """A "band limit" above this share of Nyquist is the converter's own anti-alias filter: nothing to restore."""
 
 
@@ -95,19 +101,26 @@ class AutoRestore(Restorer):
 
         doubled, hold = findings["doubled_samples"], findings["hold"]
         structural = doubled["detected"] or (hold["detected"] and (hold["factor"] or 0) >= 3)
+        held = (f"sample-and-hold by {hold['factor']}", int(hold["factor"]), "repaired") \
+            if hold["detected"] and hold["factor"] >= 3 else None
         if doubled["detected"]:
-            route(f"doubled samples (parity {doubled['parity']}, {doubled['share']:.0%} of the file)",
-                  ("doubled-samples", {"mode": "detect"}, "repaired", "left alone"))
-        elif hold["detected"] and hold["factor"] >= 3:
-            top = sample_rate / (2 * hold["factor"])  # the held signal's Nyquist
-            repair = ("dequantize", {"hold": int(hold["factor"])}, "repaired", "left alone")
-            if top >= MIN_CUTOFF_HZ:
-                route(f"sample-and-hold by {hold['factor']}", repair,
-                      ("bandwidth", {"cutoff": top}, f"the band above {top / 1000:.1f} kHz extended",
-                       f"the band above {top / 1000:.1f} kHz not extended"))
+            finding = f"doubled samples (parity {doubled['parity']}, {doubled['share']:.0%} of the file)"
+            model_runs = self._candidate("doubled-samples", {"mode": "detect"}, sample_rate, configured=True)
+            if model_runs is None and doubled["share"] >= DOUBLED_AS_HOLD_SHARE:
+                held = (finding, 2, f"repaired as a hold by 2 (the doubled-samples model runs at "
+                        f"{DoubledSampleRepair.min_rate_hz / 1000:g}-{DoubledSampleRepair.max_rate_hz / 1000:g} kHz)")
             else:
-                route(f"sample-and-hold by {hold['factor']}",
-                      (*repair[:2], f"repaired (its band ends at {top / 1000:.1f} kHz)", repair[3]))
+                held = None
+                route(finding, ("doubled-samples", {"mode": "detect"}, "repaired", "left alone"))
+        if held is not None:
+            finding, factor, repaired = held
+            top = sample_rate / (2 * factor)  # the held signal's Nyquist
+            repair = ("dequantize", {"hold": factor}, repaired, "left alone")
+            if top >= MIN_CUTOFF_HZ:
+                route(finding, repair, ("bandwidth", {"cutoff": top}, f"the band above {top / 1000:.1f} kHz extended",
+                                        f"the band above {top / 1000:.1f} kHz not extended"))
+            else:
+                route(finding, (*repair[:2], f"{repaired} (its band ends at {top / 1000:.1f} kHz)", repair[3]))
         if findings["clipping"]["detected"]:
             share = findings["clipping"]["share"]
             if structural:

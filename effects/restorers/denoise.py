@@ -17,8 +17,9 @@ whole input in :meth:`Denoise.analyze_input` (files read in blocks, memory bound
    bins would take both down.  Other stationary tones (a whine, a fan) count as music and are left in.
 2. Noise profile, of the input with the hum subtracted (a second pass where hum was found: a steady line leaks
    through the window's sidelobes into every bin and would pass for a noise floor; :func:`analyse_noise`):
-   per bin, a histogram of the frame powers (0.5 dB steps, all channels) gives the 10th
-   percentile, which for noise alone (exponentially distributed power) is 0.105 x its mean; so noise power =
+   per bin, a histogram of the frame powers (0.5 dB steps, all channels; digitally silent frames left out:
+   an edit's padding would otherwise be the noise estimate) gives the 10th percentile, which for noise alone
+   (exponentially distributed power) is 0.105 x its mean; so noise power =
    P10 / 0.105.  The DC and Nyquist bins of a real signal are real, their noise power chi-squared with one
    degree of freedom: there P10 is 0.0158 x the mean, and pure noise spreads 14.6 dB from P10 to the median
    instead of 8.2 (:func:`noise_quantile_factor`; read as exponential, the rumble below 20 Hz was kept).
@@ -60,6 +61,7 @@ from ...errors import ModelFileError, ParameterError
 from . import resolve_model_param
 from .bandwidth import DEFAULT_WEIGHTS as _BANDWIDTH_WEIGHTS
 from .bandwidth import load_weights
+from .declip import runs_of
 from .stft import FrameContext, SpectralRestorer, sqrt_hann, stft_size
 
 ARCHITECTURE = "denoise-gain-mlp"
@@ -69,6 +71,12 @@ MAX_AMOUNT_DB = 40.0
 QUANTILE = 0.1
 """Percentile of the frame powers per bin taken as the noise floor; P_q of exponential power = -ln(1-q) x mean."""
 HIST_LOW_DB, HIST_HIGH_DB, HIST_STEP_DB = -160.0, 80.0, 0.5
+SILENT_FRAME_DBFS = -150.0
+MIN_SILENCE_SAMPLES = 32
+"""Runs of this many samples that are exactly 0 in every channel are digital silence: hum is not subtracted there
+(music with hum in it is never 0 that long; without hum, there is nothing to subtract)."""
+"""Frames (per channel) with a mean power below this are digital silence and left out of the noise profile (a
+24-bit file's last bit is at -138 dBFS)."""
 GAMMA_RANGE_DB = (-20.0, 50.0)
 NEIGHBOURS = 2
 """Bins on either side whose SNR is a feature."""
@@ -149,16 +157,22 @@ class HumModel:
         end: samples the hum was measured over; from there on, and before sample 0, there is none (the zeros
             that flush a step's latency, or a reverb's tail, hold no hum to subtract).
         bases: the mains frequencies (50 and/or 60 Hz) the harmonics belong to, Hz.
+        silences: the input's digital silence, (R, 2) [start, end) absolute sample indices, increasing: runs of
+            at least :data:`MIN_SILENCE_SAMPLES` samples that are 0 in every channel.  No hum is synthesized there:
+            the amplitudes are interpolated over 2-second blocks, and an edit's padding or a gated pause next to
+            hum would otherwise get hum subtracted from nothing, i.e. added.
     """
 
     def __init__(self, frequencies: np.ndarray, sample_rate: float, centres: np.ndarray,
-                 amplitudes: np.ndarray, end: int, bases: tuple[float, ...]) -> None:
+                 amplitudes: np.ndarray, end: int, bases: tuple[float, ...],
+                 silences: np.ndarray | None = None) -> None:
         self.frequencies = np.asarray(frequencies, np.float64)
         self.sample_rate = float(sample_rate)
         self.centres = np.asarray(centres, np.float64)
         self.amplitudes = np.asarray(amplitudes, complex)
         self.end = int(end)
         self.bases = tuple(bases)
+        self.silences = np.zeros((0, 2), np.int64) if silences is None else np.asarray(silences, np.int64)
 
     def synthesize(self, start: int, count: int) -> np.ndarray:
         """The hum at absolute samples [start, start + count): float64 (channels, count)."""
@@ -177,7 +191,9 @@ class HumModel:
         # phase by whole periods first: n x f in float64 keeps micro-radian precision for days of audio
         cycles = np.outer(n, self.frequencies) / self.sample_rate
         carrier = np.exp(2j * np.pi * (cycles - np.floor(cycles)))
-        return np.einsum("cnk,nk->cn", amplitude, carrier).real * ((n >= 0) & (n < self.end))
+        run = np.searchsorted(self.silences[:, 0], n, side="right") - 1
+        silent = (run >= 0) & (n < self.silences[np.maximum(run, 0), 1]) if len(self.silences) else False
+        return np.einsum("cnk,nk->cn", amplitude, carrier).real * ((n >= 0) & (n < self.end) & ~silent)
 
     def power_dbfs(self) -> float:
         """Mean power of the hum over its blocks and channels, dBFS (a full-scale square wave is 0)."""
@@ -188,6 +204,17 @@ class HumModel:
         level = 20 * math.log10(max(float(np.abs(self.amplitudes).max()), 1e-12))
         return (f"mains hum at {'/'.join(f'{b:g}' for b in self.bases)} Hz ({len(self.frequencies)} harmonics, "
                 f"strongest {level:.0f} dBFS peak)")
+
+
+def silent_samples(audio: np.ndarray) -> np.ndarray:
+    """Mask of the samples of (channels, n) ``audio`` in runs of at least MIN_SILENCE_SAMPLES samples that are 0 in
+    every channel (digital silence)."""
+    starts, ends = runs_of(~np.any(audio != 0, axis=0))
+    long = (ends - starts) >= MIN_SILENCE_SAMPLES
+    change = np.zeros(audio.shape[1] + 1, np.int64)
+    np.add.at(change, starts[long], 1)
+    np.add.at(change, ends[long], -1)
+    return np.cumsum(change[:-1]) > 0
 
 
 def noise_quantile_factor(q: float, bins: int) -> np.ndarray:
@@ -222,15 +249,23 @@ class NoiseProfiler:
         self._hum_steady = np.zeros(len(self.hum_candidates))  # power of the windows' median amplitude
         self._hum_unsteady = np.zeros(len(self.hum_candidates))  # mean power of the windows' deviations from it
         self._hum_carry: np.ndarray | None = None
+        self._silences: list[tuple[int, int]] = []
+        self._silence_from: int | None = None  # start of the run of zeros still open at the end of the input
+        self._added = 0  # samples added
 
     def add(self, block: np.ndarray) -> None:
         """Add (channels, n) audio; samples short of a whole frame wait for the next block."""
+        if self.find_hum:
+            self._track_silence(block)
         data = block if self._carry is None else np.concatenate([self._carry, block], axis=1)
         usable = data.shape[1] // self.n_fft * self.n_fft
         if usable:
             frames = data[:, :usable].reshape(data.shape[0], -1, self.n_fft).astype(np.float64)
+            # digital silence (an edit's padding, a gated pause) says nothing about the noise under the music: a
+            # tenth of the frames silent would put the 10th percentile, the noise estimate, at zero
+            frames = frames[np.mean(frames ** 2, axis=-1) >= 10 ** (SILENT_FRAME_DBFS / 10)]
             power = np.abs(np.fft.rfft(frames * self.window, axis=-1)) ** 2
-            self.add_power(power.reshape(-1, self.bins))
+            self.add_power(power)
         self._carry = data[:, usable:]
         if not self.find_hum:
             return
@@ -239,6 +274,27 @@ class NoiseProfiler:
             self._hum_blocks.append(self._hum_block(data[:, start:start + self.hum_block],
                                                     len(self._hum_blocks) * self.hum_block))
         self._hum_carry = data[:, data.shape[1] // self.hum_block * self.hum_block:]
+
+    def _track_silence(self, block: np.ndarray) -> None:
+        """Note the runs of samples that are 0 in every channel (runs may span blocks)."""
+        starts, ends = runs_of(~np.any(block != 0, axis=0))
+        starts, ends = starts + self._added, ends + self._added
+        if self._silence_from is not None:
+            if len(starts) and starts[0] == self._added:
+                starts[0] = self._silence_from
+            else:
+                self._close_silence(self._silence_from, self._added)
+            self._silence_from = None
+        self._added += block.shape[1]
+        if len(ends) and ends[-1] == self._added:
+            self._silence_from = int(starts[-1])
+            starts, ends = starts[:-1], ends[:-1]
+        for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
+            self._close_silence(start, end)
+
+    def _close_silence(self, start: int, end: int) -> None:
+        if end - start >= MIN_SILENCE_SAMPLES:
+            self._silences.append((start, end))
 
     def _hum_block(self, audio: np.ndarray, start: int) -> np.ndarray:
         """Complex amplitudes (channels, candidates) of the hum candidates in the block of ``audio`` starting at
@@ -263,13 +319,21 @@ class NoiseProfiler:
             values = frames @ np.exp(-2j * np.pi * np.outer(np.arange(size), self.hum_candidates) / self.sample_rate)
         cycles = np.outer(start + starts, self.hum_candidates) / self.sample_rate
         absolute = values * np.exp(-2j * np.pi * (cycles - np.floor(cycles)))[None]  # (channels, windows, K)
-        median = np.median(absolute.real, axis=1) + 1j * np.median(absolute.imag, axis=1)
-        self._hum_steady += (np.abs(median) ** 2).sum(axis=0)
-        self._hum_unsteady += np.mean(np.abs(absolute - median[:, None]) ** 2, axis=1).sum(axis=0)
+        # windows reaching into digital silence (no hum is subtracted there) are left out: next to an edit's
+        # padding they would make every line look unsteady and pull the amplitude towards zero
+        silent = np.concatenate([[0], np.cumsum(silent_samples(data))])
+        audible = silent[starts + size] == silent[starts]
+        if audible.sum() >= min(HUM_MIN_WINDOWS, len(starts)):
+            absolute = absolute[:, audible]
+            median = np.median(absolute.real, axis=1) + 1j * np.median(absolute.imag, axis=1)
+            self._hum_steady += (np.abs(median) ** 2).sum(axis=0)
+            self._hum_unsteady += np.mean(np.abs(absolute - median[:, None]) ** 2, axis=1).sum(axis=0)
+        else:  # (mostly) silent: no evidence either way
+            median = np.median(absolute.real, axis=1) + 1j * np.median(absolute.imag, axis=1)
         return 2 * median / float(window.sum())
 
     def add_power(self, power: np.ndarray) -> None:
-        """Add frame powers (frames, bins) directly (the fit uses this on its own frames)."""
+        """Add frame powers (frames, bins)."""
         level = 10 * np.log10(power + 1e-30)
         index = np.clip(((level - HIST_LOW_DB) / HIST_STEP_DB).astype(np.int64), 0, self.levels - 1)
         flat = (np.arange(self.bins)[None, :] * self.levels + index).ravel()
@@ -359,8 +423,11 @@ class NoiseProfiler:
         lengths[-1] = self.hum_block if len(blocks) == len(self._hum_blocks) else carry.shape[1]
         amplitudes = np.stack(blocks, axis=1)[:, :, keep]  # (channels, blocks, harmonics)
         end = len(self._hum_blocks) * self.hum_block + (carry.shape[1] if carry is not None else 0)
+        silences = list(self._silences)
+        if self._silence_from is not None and self._added - self._silence_from >= MIN_SILENCE_SAMPLES:
+            silences.append((self._silence_from, self._added))
         return HumModel(self.hum_candidates[keep], self.sample_rate, starts + lengths / 2, amplitudes, end,
-                        tuple(bases))
+                        tuple(bases), np.array(silences, np.int64).reshape(-1, 2))
 
     def spread_db(self) -> np.ndarray:
         """Per bin, median minus 10th percentile of the frame power, dB, less what noise alone spreads beyond

@@ -58,11 +58,11 @@ HUM_MAX_SHARE = 0.5
 50/60 Hz grid that loud is more likely the programme (a 100 Hz square wave passes every hum test) than a fault
 under it."""
 MAX_CUTOFF_SHARE = 0.95
+"""A "band limit" above this share of Nyquist is the converter's own anti-alias filter: nothing to restore."""
 DOUBLED_AS_HOLD_SHARE = 0.99
 """Doubled samples at a rate the doubled-samples model does not run at (it is trained at 44.1 kHz) are repaired
 as a hold by 2 (``dequantize``: the true samples kept, the others interpolated), but only when they cover this
 share of the file: that repair would take the band above fs/4 out of clean stretches."""
-"""A "band limit" above this share of Nyquist is the converter's own anti-alias filter: nothing to restore."""
 
 
 class AutoRestore(Restorer):

@@ -72,11 +72,11 @@ QUANTILE = 0.1
 """Percentile of the frame powers per bin taken as the noise floor; P_q of exponential power = -ln(1-q) x mean."""
 HIST_LOW_DB, HIST_HIGH_DB, HIST_STEP_DB = -160.0, 80.0, 0.5
 SILENT_FRAME_DBFS = -150.0
+"""Frames (per channel) with a mean power below this are digital silence and left out of the noise profile (a
+24-bit file's last bit is at -138 dBFS)."""
 MIN_SILENCE_SAMPLES = 32
 """Runs of this many samples that are exactly 0 in every channel are digital silence: hum is not subtracted there
 (music with hum in it is never 0 that long; without hum, there is nothing to subtract)."""
-"""Frames (per channel) with a mean power below this are digital silence and left out of the noise profile (a
-24-bit file's last bit is at -138 dBFS)."""
 GAMMA_RANGE_DB = (-20.0, 50.0)
 NEIGHBOURS = 2
 """Bins on either side whose SNR is a feature."""

@@ -244,6 +244,13 @@ def test_digital_silence_around_noisy_music_stays_silent_and_does_not_become_the
     assert scores["plain"] - si_sdr(clean, noisy) > 4
 
 
+def test_digital_silence_alone_passes_through_and_says_so():
+    silence = np.zeros((2, 3 * FS), np.float32)
+    restorer = Denoise()
+    assert restorer.analyze_input(silence, FS) == ["denoise: digital silence throughout: passed through"]
+    assert not restorer.process(silence, FS).any()
+
+
 def test_a_kick_on_the_hum_grid_is_not_taken_for_hum():
     # a 60 Hz kick with its octave at 128 bpm (a tempo whose beats are not whole periods of 60 Hz: a kick
     # repeating in phase with the mains, every 0.5 s say, is as steady as hum and is taken for it)

@@ -240,6 +240,7 @@ class NoiseProfiler:
         self.bins = n_fft // 2 + 1
         self.counts = np.zeros((self.bins, self.levels), np.int64)
         self.frames = 0
+        self.silent_frames = 0  # left out of the histograms (see SILENT_FRAME_DBFS)
         self._carry: np.ndarray | None = None
         self.hum_block = int(round(HUM_BLOCK_S * self.sample_rate))
         self.hum_candidates = np.unique([k * base for base in HUM_BASES_HZ
@@ -263,7 +264,9 @@ class NoiseProfiler:
             frames = data[:, :usable].reshape(data.shape[0], -1, self.n_fft).astype(np.float64)
             # digital silence (an edit's padding, a gated pause) says nothing about the noise under the music: a
             # tenth of the frames silent would put the 10th percentile, the noise estimate, at zero
-            frames = frames[np.mean(frames ** 2, axis=-1) >= 10 ** (SILENT_FRAME_DBFS / 10)]
+            audible = np.mean(frames ** 2, axis=-1) >= 10 ** (SILENT_FRAME_DBFS / 10)
+            self.silent_frames += int(audible.size - np.count_nonzero(audible))
+            frames = frames[audible]
             power = np.abs(np.fft.rfft(frames * self.window, axis=-1)) ** 2
             self.add_power(power)
         self._carry = data[:, usable:]
@@ -658,7 +661,8 @@ class Denoise(SpectralRestorer):
         self.noise_level_dbfs = level
         self._reconfigured()
         if self.noise_profile is None:
-            return ["denoise: input shorter than one frame: passed through"]
+            what = "digital silence throughout" if profiler.silent_frames else "input shorter than one frame"
+            return [f"denoise: {what}: passed through"]
         verdict = "stationary noise" if found else "little stationary noise"
         if self._gain_applies():
             action = f"reduced by at most {self.amount_db:g} dB"

@@ -238,9 +238,36 @@ class Chain(Processor):
             stages.append(NativeSegment(pending))
         return stages
 
+    @property
+    def analyses_input(self) -> bool:
+        return any(stage.analyses_input for stage in self.stages())
+
+    def check_analysis_order(self, sample_rate: float | None = None) -> None:
+        """Refuse a step that sets itself from the chain's input (``restorer: auto``, ``cutoff: auto``, a noise
+        profile) placed after a step that changes that input (a plugin, a neural model): its analysis would see
+        the file, not what reaches it (after a 6 dB cut, declip's rails lie above every sample; after a boost,
+        below the music).  Restorers may follow restorers: each repairs, it does not move the level."""
+        from ..effects.restorers import Restorer
+
+        changer: Step | None = None
+        for step in self._steps:
+            if step.bypass or step.wet == 0.0 or not step.runs_at(sample_rate):
+                continue
+            processor = step.processor
+            if changer is not None and isinstance(processor, Processor) and processor.analyses_input:
+                name = step.describe().removesuffix(f" ({Path(step.origin).name})" if step.origin else "")
+                stated = getattr(processor, "stated_settings", "")
+                raise ParameterError(
+                    f"{name} sets itself from an analysis of the chain's input, but {changer.describe()} comes "
+                    f"before it and changes that input: move it ahead" + (f", or state {stated}" if stated else ""),
+                    where=step.origin)
+            if changer is None and not isinstance(processor, Restorer):
+                changer = step
+
     def check_format(self, sample_rate: float, num_channels: int) -> None:
         """Refuse settings invalid at ``sample_rate`` (a cutoff above Nyquist) or channel counts a plugin
         cannot take (a stereo-only VST3 on 6 channels); errors name the step's YAML line when known."""
+        self.check_analysis_order(sample_rate)
         for step in self._steps:
             if not step.runs_at(sample_rate):
                 continue
@@ -252,6 +279,7 @@ class Chain(Processor):
                 raise ParameterError(f"{error.where}: {error.message}", where=step.origin) from None
 
     def analyze_input(self, source: Path | np.ndarray, sample_rate: float) -> list[str]:
+        self.check_analysis_order(sample_rate)
         if self._use_rate(sample_rate):
             self._prepared = None  # prepared with other stages
         return self.passed_over(sample_rate) + [

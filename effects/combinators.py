@@ -42,6 +42,10 @@ class DryWet(Processor):
         self.inner.reset()
         self._dry.reset()
 
+    @property
+    def analyses_input(self) -> bool:
+        return self.inner.analyses_input
+
     def analyze_input(self, source: Path | np.ndarray, sample_rate: float) -> list[str]:
         return self.inner.analyze_input(source, sample_rate)
 
@@ -81,6 +85,10 @@ class Parallel(Processor):
         latency = max(latencies)
         self._align = [DelayLine(num_channels, latency - own) for own in latencies]
         return latency
+
+    @property
+    def analyses_input(self) -> bool:
+        return any(branch.analyses_input for branch in self.branches)
 
     def analyze_input(self, source: Path | np.ndarray, sample_rate: float) -> list[str]:
         return [note for branch in self.branches for note in branch.analyze_input(source, sample_rate)]

@@ -59,6 +59,13 @@ class Processor(ABC):
     #: False when chunked processing would differ from one-shot (e.g. pedalboard's PitchShift).
     streamable: bool = True
 
+    @property
+    def analyses_input(self) -> bool:
+        """Whether settings come from :meth:`analyze_input` (a detected cutoff, a noise profile): such a
+        processor must see the chain's input as it reaches it, so nothing that changes the audio may come before
+        it in a chain."""
+        return False
+
     def __init__(self) -> None:
         self._prepared: tuple[float, int] | None = None
         self._latency = 0
@@ -124,9 +131,10 @@ class Processor(ABC):
 
         The file runner calls this with the input file's path (read it in blocks: memory must stay bounded)
         before streaming the file through; a one-shot ``process(..., reset=True)`` calls it with the buffer
-        (channels, samples).  What is seen is the chain's input, wherever the step sits.  Processors whose
-        behaviour does not depend on the whole input (most) find nothing; the setting they derive survives
-        :meth:`reset`.
+        (channels, samples).  What is seen is the chain's input, wherever the step sits, so a Chain refuses a
+        processor whose :attr:`analyses_input` is true after a step that changes the audio
+        (:meth:`~pedalchain.chains.engine.Chain.check_analysis_order`).  Processors whose behaviour does not
+        depend on the whole input (most) find nothing; the setting they derive survives :meth:`reset`.
         """
         return []
 

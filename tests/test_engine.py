@@ -19,7 +19,7 @@ from helpers import (
     stream_raw,
     write_impulse_response,
 )
-from pedalchain import Chain, ParameterError, StreamingError, load_chain
+from pedalchain import Chain, ChainFileError, ParameterError, StreamingError, load_chain
 from pedalchain.chains.engine import Step
 from pedalchain.chains.runner import RunOptions, process_file
 from pedalchain.chains.yaml_io import chain_from_yaml, chain_to_data, save_chain
@@ -533,3 +533,23 @@ def test_runner_tail_extends_output(tmp_path: Path) -> None:
     assert_close(rendered, chain(padded, 44100), "output with tail vs one-shot of input + silence")
     tail_rms = float(np.sqrt(np.mean(rendered[:, audio.shape[1] :] ** 2)))
     assert tail_rms > 1e-3, "the reverb tail should ring on after the input ends"
+
+
+def test_a_step_that_analyses_the_input_may_not_follow_one_that_changes_it() -> None:
+    """Analysis sees the chain's input: after a 6 dB cut, declip's rails (the file's peaks) lie above every
+    sample it receives, and it would report 'reconstructing' and repair nothing."""
+    from pedalchain.effects.restorers.declip import Declip
+    from pedalchain.effects.restorers.denoise import Denoise
+
+    rng = np.random.default_rng(0)
+    clipped = np.clip(rng.standard_normal((2, 44100)).astype(np.float32) * 0.5, -0.5, 0.5)
+    with pytest.raises(ParameterError, match="declip sets itself from an analysis of the chain's input, but Gain"):
+        Chain([pedalboard.Gain(gain_db=-6), Declip()]).process(clipped, 44100)
+    with pytest.raises(ParameterError, match="move it ahead, or state threshold: DB"):
+        Chain([pedalboard.Gain(gain_db=-6), Declip()]).check_analysis_order()
+    # what is allowed: a stated threshold; restorers after restorers; a bypassed plugin before; a plugin after
+    Chain([pedalboard.Gain(gain_db=-6), Declip(threshold=-12.0)]).process(clipped, 44100)
+    Chain([Declip(), Denoise(), pedalboard.Gain(gain_db=-6)]).process(clipped, 44100)
+    Chain([Step(pedalboard.Gain(gain_db=-6), bypass=True), Declip()]).process(clipped, 44100)
+    with pytest.raises(ChainFileError, match="bad.yaml:4"):
+        chain_from_yaml("steps:\n  - plugin: Gain\n    gain_db: 1\n  - restorer: auto\n", Path("bad.yaml"))

@@ -41,6 +41,8 @@ class Restorer(Processor):
     min_rate_hz: float = 8000.0
     max_rate_hz: float = 192000.0
     rate_note: str = ""
+    #: the parameters that, stated, spare it the analysis of the input (for messages), e.g. "threshold: DB"
+    stated_settings: str = ""
 
     def check_format(self, sample_rate: float, num_channels: int) -> None:
         self.check_rate(sample_rate)

@@ -82,6 +82,10 @@ class AutoRestore(Restorer):
         return f"AutoRestore({active})"
 
     @property
+    def analyses_input(self) -> bool:
+        return True
+
+    @property
     def active(self) -> list[str]:
         """Names of the restorers the last analysis chose, in processing order."""
         return [restorer.name for restorer in self._active]

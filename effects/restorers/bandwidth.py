@@ -330,6 +330,7 @@ class BandwidthExtension(Restorer):
 
     name = "bandwidth"
     min_rate_hz, max_rate_hz = MIN_RATE_HZ, MAX_RATE_HZ
+    stated_settings = "cutoff: HZ"
 
     def __init__(self, cutoff: float | str = "auto", model: str | Path | None = None,
                  base_dir: str | Path | None = None) -> None:
@@ -386,6 +387,11 @@ class BandwidthExtension(Restorer):
     def active_cutoff(self) -> float | None:
         """The cutoff the restorer extends from at the prepared rate (Hz), None when it passes through."""
         return self._active_cutoff
+
+    @property
+    def analyses_input(self) -> bool:
+        return self.cutoff == "auto"
+
 
     def analyze_input(self, source: Path | np.ndarray, sample_rate: float) -> list[str]:
         self.check_rate(sample_rate)

@@ -308,6 +308,7 @@ class Declip(Restorer):
     """
 
     name = "declip"
+    stated_settings = "threshold: DB"
     min_rate_hz, max_rate_hz = MIN_RATE_HZ, MAX_RATE_HZ
 
     def __init__(self, threshold: float | str = "auto", model: str | Path | None = None) -> None:
@@ -363,6 +364,10 @@ class Declip(Restorer):
         if self.model is not None:
             out["model"] = self.model
         return out
+
+    @property
+    def analyses_input(self) -> bool:
+        return self.threshold == "auto"
 
     @property
     def rails(self) -> tuple[float | None, float | None]:

@@ -675,6 +675,10 @@ class Denoise(SpectralRestorer):
             notes.append(f"denoise: {self.hum.describe()}: subtracted")
         return notes
 
+    @property
+    def analyses_input(self) -> bool:
+        return self.amount_db > 0  # the noise profile and the hum
+
     def _gain_applies(self) -> bool:
         """Whether the gain network runs.  Not where the analysis found mains hum and no other stationary noise:
         after the hum is subtracted, the 10th-percentile "noise" profile is the music's own quiet frames, and a

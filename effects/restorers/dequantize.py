@@ -200,6 +200,7 @@ class Dequantize(Restorer):
 
     name = "dequantize"
     min_rate_hz, max_rate_hz = MIN_RATE_HZ, MAX_RATE_HZ
+    stated_settings = "hold: 1 and bits: N"
 
     def __init__(self, hold: int | str = "auto", bits: int | str = "auto", model: str | Path | None = None) -> None:
         super().__init__()
@@ -210,6 +211,11 @@ class Dequantize(Restorer):
         self._factor = self.hold if isinstance(self.hold, int) and self.hold > 1 else None
         self._phase = 0
         self._grid = self.bits if isinstance(self.bits, int) and self.bits <= MAX_BITS else None
+
+    @property
+    def analyses_input(self) -> bool:
+        return self.hold != 1 or self.bits == "auto"  # a stated hold still takes its phase from the input
+
 
     @classmethod
     def from_params(cls, params: dict[str, Any], where: str | None = None,

@@ -303,6 +303,7 @@ class DoubledSampleRepair(Restorer):
 
     name = "doubled-samples"
     min_rate_hz, max_rate_hz, rate_note = MIN_RATE_HZ, MAX_RATE_HZ, " (trained at 44.1 kHz)"
+    stated_settings = "mode: always and parity: 0 or 1"
 
     def __init__(self, mode: str = "detect", parity: str | int = "auto", model: str | Path | None = None,
                  base_dir: str | Path | None = None, where: str | None = None,
@@ -368,6 +369,11 @@ class DoubledSampleRepair(Restorer):
         return self.detected_parity if self.detected_parity is not None else 0
 
     # -- analysis ------------------------------------------------------------------------------------------------
+    @property
+    def analyses_input(self) -> bool:
+        return self.mode == "detect" or self.parity == "auto"
+
+
     def analyze_input(self, source: Path | np.ndarray, sample_rate: float) -> list[str]:
         self.check_rate(sample_rate)
         if self.mode != "detect" and self.parity != "auto":

@@ -200,7 +200,6 @@ class Dequantize(Restorer):
 
     name = "dequantize"
     min_rate_hz, max_rate_hz = MIN_RATE_HZ, MAX_RATE_HZ
-    stated_settings = "hold: 1 and bits: N"
 
     def __init__(self, hold: int | str = "auto", bits: int | str = "auto", model: str | Path | None = None) -> None:
         super().__init__()

@@ -392,7 +392,6 @@ class BandwidthExtension(Restorer):
     def analyses_input(self) -> bool:
         return self.cutoff == "auto"
 
-
     def analyze_input(self, source: Path | np.ndarray, sample_rate: float) -> list[str]:
         self.check_rate(sample_rate)
         self._spectrum = long_term_spectrum(source, sample_rate)

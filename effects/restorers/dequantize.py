@@ -215,7 +215,6 @@ class Dequantize(Restorer):
     def analyses_input(self) -> bool:
         return self.hold != 1 or self.bits == "auto"  # a stated hold still takes its phase from the input
 
-
     @classmethod
     def from_params(cls, params: dict[str, Any], where: str | None = None,
                     base_dir: str | Path | None = None) -> Dequantize:

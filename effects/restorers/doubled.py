@@ -373,7 +373,6 @@ class DoubledSampleRepair(Restorer):
     def analyses_input(self) -> bool:
         return self.mode == "detect" or self.parity == "auto"
 
-
     def analyze_input(self, source: Path | np.ndarray, sample_rate: float) -> list[str]:
         self.check_rate(sample_rate)
         if self.mode != "detect" and self.parity != "auto":

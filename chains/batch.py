@@ -47,7 +47,7 @@ STATE_NAME = ".pedalchain-state.json"
 REPORT_NAME = "chain-report.json"
 STATE_VERSION = 1
 THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-              "PEDALCHAIN_TORCH_THREADS": "1"}
+              "PEDALCHAIN_TORCH_THREADS": "1", "PEDALCHAIN_RESTORER_THREADS": "1"}
 """Set in every worker's environment before it imports numpy or torch: N workers on N cores, no oversubscription."""
 IN_FLIGHT_PER_WORKER = 2
 """Files (Ray: tasks) queued per worker, so a worker never waits for the next file."""

@@ -1,5 +1,6 @@
 """``restorer: declip`` on synthetic clipping: unclipped samples untouched bit for bit, SNR gain, rail detection,
-chunk invariance, the file runner, YAML round trip and parameter errors."""
+chunk invariance, the same output on any number of threads, the banded solver, the file runner, YAML round trip and
+parameter errors."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import soundfile as sf
 from helpers import RANDOM, assert_close, plucked_notes, stream
 from pedalchain.chains.runner import RunOptions, process_file
 from pedalchain.chains.yaml_io import chain_from_yaml, chain_to_data
+from pedalchain.effects.restorers import MAX_THREADS, THREADS_ENV, restorer_threads
 from pedalchain.effects.restorers.declip import DEFAULT_WEIGHTS, Declip, detect_rails
+from pedalchain.effects.restorers.lapack import solve_banded_spd
 from pedalchain.errors import ChainFileError, ParameterError
 
 SR = 44100
@@ -177,3 +180,35 @@ def test_fit_gains_is_the_least_squares_gain_per_run_length() -> None:
     assert gains[list(RUN_EDGES).index(3)] == pytest.approx(1.5, abs=0.01)
     assert gains[list(RUN_EDGES).index(33)] == pytest.approx(0.8, abs=0.01)
     assert gains[0] == 1.0  # an empty bucket keeps gain 1
+
+
+def test_banded_solve_matches_a_dense_solve_and_refuses_an_indefinite_matrix() -> None:
+    rng = np.random.default_rng(4)
+    n, kd = 300, 12
+    matrix = np.tril(np.triu(rng.standard_normal((n, n)), -kd), kd)
+    matrix = matrix + matrix.T + np.eye(n) * 4 * kd  # symmetric, banded, diagonally dominant: positive definite
+    bands = np.zeros((n, kd + 1))
+    for q in range(kd + 1):
+        bands[q:, kd - q] = np.diagonal(matrix, q)
+    rhs = rng.standard_normal(n)
+    solution = rhs.copy()
+    assert solve_banded_spd(bands, solution)
+    assert np.allclose(matrix @ solution, rhs, atol=1e-9)
+    indefinite = np.zeros((n, kd + 1))
+    indefinite[:, kd] = -1.0
+    assert not solve_banded_spd(indefinite, rhs.copy())
+    with pytest.raises(ValueError, match="C-contiguous float64"):
+        solve_banded_spd(bands.T, rhs)
+
+
+def test_output_does_not_depend_on_the_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    damaged, level = clip(music(2.0, seed=8), 12.0)
+    threaded = Declip().process(damaged, SR)
+    monkeypatch.setenv(THREADS_ENV, "1")
+    assert restorer_threads() == 1
+    single = Declip().process(damaged, SR)
+    assert not np.array_equal(threaded, damaged)
+    assert np.array_equal(threaded, single)
+    for value, expected in (("3", 3), ("0", MAX_THREADS), ("two", MAX_THREADS)):
+        monkeypatch.setenv(THREADS_ENV, value)
+        assert restorer_threads() == expected

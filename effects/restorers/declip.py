@@ -35,8 +35,9 @@ constraints of Adler et al. 2012):
 4. The excess is limited to ``max_over_db`` (config) above the rail.
 
 Streaming: the runs starting in a segment are repaired once MAX_RUN + ``context`` samples after the segment are
-in, from the input alone (never from earlier repairs), so the output does not depend on the block sizes; runs
-longer than :data:`MAX_RUN` samples are left clipped.  Latency: ``segment`` + MAX_RUN + ``context`` samples
+in, from the input alone (never from earlier repairs), so the output does not depend on the block sizes, nor on
+the threads the (channel, segment) pieces are shared over (:func:`~pedalchain.effects.restorers.on_threads`);
+runs longer than :data:`MAX_RUN` samples are left clipped.  Latency: ``segment`` + MAX_RUN + ``context`` samples
 (5440, 123 ms at 44.1 kHz).  Without rails (nothing detected, or ``auto``
 never analysed because the stream started with ``reset=False``) the input passes through, delayed.
 """
@@ -44,6 +45,7 @@ never analysed because the stream started with ``reset=False``) the input passes
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +54,8 @@ import numpy as np
 from ...chains.detect import CLIP_MAX_SHARE, ClippingRails, clipping_rails
 from ...errors import ParameterError
 from ..streaming import DelayLine
-from . import Restorer, resolve_model_param
+from . import Restorer, on_threads, resolve_model_param
+from .lapack import solve_banded_spd
 
 ARCHITECTURE = "declip-ar"
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "models" / "weights" / "restorers" / "declip.safetensors"
@@ -101,13 +104,15 @@ def interpolate(x: np.ndarray, unknown: np.ndarray, lower: np.ndarray, upper: np
 
     The normal equations are banded: with c = [1, -a], the Gram matrix of the prediction-error operator is the
     Toeplitz matrix of R[d] = sum_i c[i] c[i+d] (|d| <= order) wherever the unknowns lie ``order`` samples inside
-    the window, so each solve is one banded Cholesky (scipy ``solveh_banded``), O(n order^2)."""
-    import scipy.linalg
-
+    the window, so each solve is one banded Cholesky (LAPACK ``dpbsv``, without the GIL), O(n order^2); the
+    known samples' pull on the unknown ones is the window convolved with R."""
     order = a.shape[0]
     c = np.concatenate([[1.0], -a])
-    r = np.array([c[: order + 1 - d] @ c[d:] for d in range(order + 1)])
+    r = np.correlate(c, c, "full")[order:]
     kernel = np.concatenate([r[:0:-1], r])  # symmetric, length 2 order + 1
+    # R by the distance between two unknowns: 0 is the diagonal (a hair raised, so that the factorisation
+    # survives rounding), order + 1 stands for every distance beyond the band (no interaction)
+    by_distance = np.concatenate([[r[0] * (1 + 1e-9)], r[1:], [0.0]])
     values = x.astype(np.float64).copy()
     free = unknown.copy()
     active = unknown.copy()  # the free samples solved in this pass
@@ -115,22 +120,13 @@ def interpolate(x: np.ndarray, unknown: np.ndarray, lower: np.ndarray, upper: np
         index = np.flatnonzero(active)
         if index.size == 0:
             break
-        known_part = np.pad(np.where(active, 0.0, values), order)
-        # the known samples' pull on each unknown one: the kernel around it (only where it is needed)
-        rhs = -(np.lib.stride_tricks.sliding_window_view(known_part, 2 * order + 1)[index] @ kernel[::-1])
-        bands = np.zeros((order + 1, index.size))
-        bands[order] = r[0] * (1 + 1e-9)
-        reach = min(order, index.size - 1)
-        if reach:
-            # upper band q holds R[index[j] - index[j - q]] at column j (0 where the two are over order apart)
-            before = np.lib.stride_tricks.sliding_window_view(
-                np.concatenate([np.full(reach, -2 * order - 1), index]), reach + 1)[:, -2::-1]
-            gap = index[:, None] - before
-            bands[order - 1 : order - reach - 1 if order > reach else None : -1] = np.where(
-                gap <= order, r[np.minimum(gap, order)], 0.0).T
-        try:
-            solution = scipy.linalg.solveh_banded(bands, rhs, check_finite=False)
-        except (np.linalg.LinAlgError, ValueError):
+        near = slice(index[0] - order, index[-1] + order + 1)  # the known samples that pull on an unknown one
+        solution = -np.convolve(np.where(active[near], 0.0, values[near]), kernel, "valid")[index - index[0]]
+        padded = np.concatenate([np.full(order, -2 * order - 1), index])  # no unknowns before the first
+        # row j: the positions of unknowns j - order .. j, and so R between unknown j and each of them
+        window = np.lib.stride_tricks.as_strided(padded, (index.size, order + 1), (padded.strides[0],) * 2)
+        bands = np.take(by_distance, index[:, None] - window, mode="clip")
+        if not solve_banded_spd(bands, solution):
             break
         values[index] = solution
         lo, hi = lower[index], upper[index]
@@ -143,8 +139,10 @@ def interpolate(x: np.ndarray, unknown: np.ndarray, lower: np.ndarray, upper: np
         # Unknowns over ``order`` samples apart do not interact, so only the groups holding a newly pinned
         # sample need solving again; the others keep their solution.
         group = np.concatenate([[0], np.cumsum(np.diff(index) > order)])
+        again = np.zeros(group[-1] + 1, bool)
+        again[group[violating]] = True
         active = np.zeros_like(free)
-        active[index[np.isin(group, group[violating])]] = True
+        active[index[again[group]]] = True
         active &= free
     return values[unknown]
 
@@ -225,6 +223,37 @@ class Reconstructor:
         return list(zip(starts.tolist(), np.split(values, cuts), strict=True))
 
 
+Repair = tuple[int, int, np.ndarray]
+"""(channel, absolute index of the first sample, float32 values) of one repaired run."""
+
+
+def repair_segments(audio: np.ndarray, base: int, starts: Sequence[int], rails: tuple[float | None, float | None],
+                    reconstructor: Reconstructor) -> list[Repair]:
+    """The repairs of the runs starting in the segments at absolute indices ``starts``, from ``audio`` (channels,
+    n; input only, absolute index ``base`` at column 0, holding each segment's ``context`` samples before it and
+    ``lookahead`` after it).  The (channel, segment) pairs are repaired on threads: each reads only the input, so
+    the result does not depend on how they are shared out."""
+    segment, context = reconstructor.segment, reconstructor.context
+    solve_rails = (rails[0] if rails[0] is not None else np.inf, rails[1] if rails[1] is not None else -np.inf)
+    flags = clipped_flags(audio, rails)
+    jobs = []
+    for start in starts:
+        lo = max(0, start - context - base)
+        jobs += [(c, lo, start - base - lo) for c in range(audio.shape[0])
+                 if flags[c, start - base:start - base + segment].any()]
+
+    def repair(job: tuple[int, int, int]) -> list[Repair]:
+        c, lo, offset = job
+        hi = lo + offset + segment + reconstructor.lookahead
+        return [(c, base + lo + s, values)
+                for s, values in reconstructor.repair_segment(audio[c, lo:hi], offset, solve_rails, flags[c, lo:hi])]
+
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):  # the threads are the parallelism; BLAS's would fight them
+        return [done for repairs in on_threads(repair, jobs) for done in repairs]
+
+
 def declip_array(audio: np.ndarray, rails: tuple[float | None, float | None], reconstructor: Reconstructor
                  ) -> np.ndarray:
     """One-shot reference of the streamed repair: ``audio`` (channels, n) with every run repaired, segment by
@@ -236,17 +265,8 @@ def declip_array(audio: np.ndarray, rails: tuple[float | None, float | None], re
                             np.zeros((audio.shape[0], reconstructor.segment + reconstructor.lookahead), np.float32)],
                            axis=1)
     out = audio.copy()
-    solve_rails = (rails[0] if rails[0] is not None else np.inf, rails[1] if rails[1] is not None else -np.inf)
-    segment, context = reconstructor.segment, reconstructor.context
-    for c in range(audio.shape[0]):
-        flags = clipped_flags(audio[c], rails)
-        for start in range(0, length, segment):
-            if not flags[start:start + segment].any():
-                continue
-            lo = max(0, start - context)
-            hi = start + segment + reconstructor.lookahead
-            for s, values in reconstructor.repair_segment(audio[c, lo:hi], start - lo, solve_rails, flags[lo:hi]):
-                out[c, lo + s:lo + s + len(values)] = values
+    for c, at, values in repair_segments(audio, 0, range(0, length, reconstructor.segment), rails, reconstructor):
+        out[c, at:at + len(values)] = values
     return out[:, :length]
 
 
@@ -408,11 +428,9 @@ class Declip(Restorer):
         self._delay = DelayLine(self._channels, self._latency)
 
     def _process_whole(self, audio: np.ndarray, sample_rate: float, buffer_size: int) -> np.ndarray:
-        from .stft import one_shot_blas_limited
-
         if self._rails == (None, None):
             return audio.copy()
-        return one_shot_blas_limited(declip_array, audio, self._rails, self._reconstructor)
+        return declip_array(audio, self._rails, self._reconstructor)
 
     def _process_block(self, audio: np.ndarray, sample_rate: float) -> np.ndarray:
         if self._rails == (None, None):
@@ -423,9 +441,10 @@ class Declip(Restorer):
         self._end += count
         recon = self._reconstructor
         segment, context = recon.segment, recon.context
-        while self._next + segment + recon.lookahead <= self._end:
-            self._repair(self._next)
-            self._next += segment
+        ready = range(self._next, self._end - segment - recon.lookahead + 1, segment)
+        for c, at, values in repair_segments(self._held, self._base, ready, self._rails, recon):
+            self._fixed[c, at - self._base:at - self._base + len(values)] = values
+        self._next += segment * len(ready)
         first = self._end - count - self._latency  # absolute index of this block's first output sample
         out = np.zeros((self._channels, count), np.float32)
         start = max(first, 0)
@@ -437,27 +456,3 @@ class Declip(Restorer):
             self._fixed = self._fixed[:, keep_from - self._base:]
             self._base = keep_from
         return out
-
-    def _repair(self, start: int) -> None:
-        """Repair the runs starting in the segment at absolute index ``start`` (all its input is held)."""
-        recon = self._reconstructor
-        lo = max(0, start - recon.context)
-        hi = start + recon.segment + recon.lookahead
-        window = self._held[:, lo - self._base:hi - self._base]
-        flags = clipped_flags(window, self._rails)
-        inside = flags[:, start - lo:start - lo + recon.segment]
-        if not inside.any():
-            return
-        from threadpoolctl import threadpool_limits
-
-        with threadpool_limits(limits=1, user_api="blas"):
-            for c in range(self._channels):
-                if not inside[c].any():
-                    continue
-                for s, values in recon.repair_segment(window[c], start - lo, self._rails_for_solve(), flags[c]):
-                    at = lo - self._base + s
-                    self._fixed[c, at:at + len(values)] = values
-
-    def _rails_for_solve(self) -> tuple[float, float]:
-        positive, negative = self._rails
-        return (positive if positive is not None else np.inf, negative if negative is not None else -np.inf)

@@ -50,7 +50,7 @@ import numpy as np
 
 from ...errors import ParameterError
 from ..streaming import DelayLine
-from . import Restorer, resolve_model_param
+from . import Restorer, on_threads, resolve_model_param
 from .stft import WHOLE_BLOCK, FrameContext, StftStream, one_shot_blas_limited, sqrt_hann
 
 ARCHITECTURE = "doubled-samples-spectral"
@@ -70,7 +70,6 @@ KAISER_BETA = 9.0
 PARALLEL_MIN_BLOCK = 4096
 """Blocks of at least this many samples process their channels on threads (shorter ones: thread hand-over would
 cost more than it saves).  The output is the same either way: channels never mix."""
-MAX_THREADS = 2
 CROSSFADE_S = 0.010
 """Raised-cosine cross-fade at the edges of detected regions (seconds)."""
 POWER_FLOOR = 1e-14
@@ -331,8 +330,6 @@ class DoubledSampleRepair(Restorer):
                 f"the shipped model {self.model_path} is missing; train one with `chain train restorer --damage "
                 "doubled-samples` and pass it as model:, or use mode: naive", where=where,
             )
-        self._pool: Any = None
-        """Threads for the channels of long blocks (created on first use)."""
         self.detected_parity: int | None = None
         self.regions: list[tuple[int, int]] | None = None
         """Detected damaged regions as sample ranges [start, end) (end may be sys.maxsize), or None: no analysis."""
@@ -474,13 +471,8 @@ class DoubledSampleRepair(Restorer):
             high = None if naive else self._stfts[channel].process(zero_stuffed(mono, parity, position))
             return low, high
 
-        if self._channels > 1 and length >= PARALLEL_MIN_BLOCK:
-            if self._pool is None:
-                from concurrent.futures import ThreadPoolExecutor
-
-                self._pool = ThreadPoolExecutor(max_workers=min(self._channels, MAX_THREADS),
-                                                thread_name_prefix="doubled-samples")
-            lanes = list(self._pool.map(lane, range(self._channels)))  # numpy releases the GIL in FFTs and BLAS
+        if length >= PARALLEL_MIN_BLOCK:
+            lanes = on_threads(lane, range(self._channels))
         else:
             lanes = [lane(channel) for channel in range(self._channels)]
         repaired = self._low_delay.process(np.concatenate([low for low, _ in lanes], axis=0))

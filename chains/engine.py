@@ -7,17 +7,21 @@ This module must not import torch: neural steps bring it in only when they are b
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import contextlib
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pedalboard
+import soundfile as sf
 
 from ..effects.combinators import DryWet, Parallel
 from ..effects.native import NativeSegment, walk_plugins
-from ..effects.processor import Processor
+from ..effects.processor import Processor, input_analysed
 from ..effects.stock import BUILTIN_PLUGINS, check_sample_rate
 from ..effects.units import format_quantity
 from ..effects.vst3 import check_vst3_channels
@@ -242,32 +246,9 @@ class Chain(Processor):
     def analyses_input(self) -> bool:
         return any(stage.analyses_input for stage in self.stages())
 
-    def check_analysis_order(self, sample_rate: float | None = None) -> None:
-        """Refuse a step that sets itself from the chain's input (``restorer: auto``, ``cutoff: auto``, a noise
-        profile) placed after a step that changes that input (a plugin, a neural model): its analysis would see
-        the file, not what reaches it (after a 6 dB cut, declip's rails lie above every sample; after a boost,
-        below the music).  Restorers may follow restorers: each repairs, it does not move the level."""
-        from ..effects.restorers import Restorer
-
-        changer: Step | None = None
-        for step in self._steps:
-            if step.bypass or step.wet == 0.0 or not step.runs_at(sample_rate):
-                continue
-            processor = step.processor
-            if changer is not None and isinstance(processor, Processor) and processor.analyses_input:
-                name = step.describe().removesuffix(f" ({Path(step.origin).name})" if step.origin else "")
-                stated = getattr(processor, "stated_settings", "")
-                raise ParameterError(
-                    f"{name} sets itself from an analysis of the chain's input, but {changer.describe()} comes "
-                    f"before it and changes that input: move it ahead" + (f", or state {stated}" if stated else ""),
-                    where=step.origin)
-            if changer is None and not isinstance(processor, Restorer):
-                changer = step
-
     def check_format(self, sample_rate: float, num_channels: int) -> None:
         """Refuse settings invalid at ``sample_rate`` (a cutoff above Nyquist) or channel counts a plugin
         cannot take (a stereo-only VST3 on 6 channels); errors name the step's YAML line when known."""
-        self.check_analysis_order(sample_rate)
         for step in self._steps:
             if not step.runs_at(sample_rate):
                 continue
@@ -279,12 +260,24 @@ class Chain(Processor):
                 raise ParameterError(f"{error.where}: {error.message}", where=step.origin) from None
 
     def analyze_input(self, source: Path | np.ndarray, sample_rate: float) -> list[str]:
-        self.check_analysis_order(sample_rate)
+        """Each stage's findings, in order.  A stage that sets itself from its input
+        (:attr:`~pedalchain.effects.processor.Processor.analyses_input`) is shown what reaches it: after a
+        6 dB cut declip's rails must be where the cut put them, and after a step with latency the phase of a hold
+        or the parity of doubled samples moves with it.  So the stages before it are rendered first
+        (:func:`render_for_analysis`), once each however many analysing stages follow."""
         if self._use_rate(sample_rate):
             self._prepared = None  # prepared with other stages
-        return self.passed_over(sample_rate) + [
-            note for stage in self.stages() for note in stage.analyze_input(source, sample_rate)
-        ]
+        notes = self.passed_over(sample_rate)
+        stages = self.stages()
+        with contextlib.ExitStack() as renders:
+            seen, reaches = source, 0  # ``seen`` is what reaches stages[reaches]
+            for index, stage in enumerate(stages):
+                if stage.analyses_input and index > reaches:
+                    seen = renders.enter_context(
+                        render_for_analysis(stages[reaches:index], seen, sample_rate, streamed=self.streamable))
+                    reaches = index
+                notes += stage.analyze_input(seen, sample_rate)
+        return notes
 
     def passed_over(self, sample_rate: float) -> list[str]:
         """One line per step (of this chain, not nested ones) that ``min_rate_hz`` keeps from running at
@@ -337,6 +330,96 @@ class Chain(Processor):
 
     def _not_streamable_reason(self) -> str:
         return next(stage._not_streamable_reason() for stage in self.stages() if not stage.streamable)
+
+
+ANALYSIS_BLOCK = 1 << 16
+"""Samples per block when stages are rendered for a later stage's analysis."""
+
+
+@contextlib.contextmanager
+def render_for_analysis(stages: Sequence[Processor], source: Path | np.ndarray, sample_rate: float,
+                        streamed: bool = True) -> Iterator[Path | np.ndarray]:
+    """What ``stages`` hand on when ``source`` (a file or a (channels, n) buffer) streams through them, as the
+    stage after them receives it: from its first sample, the stages' latency in front, and with their tails
+    flushed (n + latency samples).  A buffer gives a buffer; a file gives a temporary float32 W64 file (read in
+    blocks like the input, so memory stays bounded; deleted on exit).  ``streamed=False`` (a chain with a step
+    that cannot stream, which renders stage by stage one-shot) runs each stage one-shot on the whole input."""
+    from .audio_io import source_blocks
+
+    if not streamed:
+        audio = np.atleast_2d(source) if isinstance(source, np.ndarray) else np.concatenate(
+            list(source_blocks(source, ANALYSIS_BLOCK)), axis=1)
+        with input_analysed():  # the stages were analysed before this render
+            for stage in stages:
+                audio = stage.process(audio, sample_rate, reset=True)
+        yield audio
+    elif isinstance(source, np.ndarray):
+        blocks = list(_streamed_through(stages, source, sample_rate))
+        yield np.concatenate(blocks, axis=1) if blocks else source
+    else:
+        with _temporary_w64(_streamed_through(stages, source, sample_rate), sample_rate) as path:
+            yield path
+
+
+def _streamed_through(stages: Sequence[Processor], source: Path | np.ndarray, sample_rate: float
+                      ) -> Iterator[np.ndarray]:
+    """The blocks ``stages`` give for ``source`` streamed through them and then their latency in zeros; the
+    stages are reset before and after (the real run starts from silence, as if nothing had been rendered)."""
+    from .audio_io import probe_audio, source_blocks
+
+    channels = np.atleast_2d(source).shape[0] if isinstance(source, np.ndarray) else probe_audio(source).channels
+
+    def through(block: np.ndarray) -> np.ndarray:
+        for stage in stages:
+            block = stage.process(block, sample_rate, reset=False)
+        return block
+
+    for stage in stages:
+        stage.reset()
+    try:
+        seen = False
+        for block in source_blocks(source, ANALYSIS_BLOCK):
+            seen = True
+            yield through(block)
+        tail = sum(stage.latency for stage in stages) if seen else 0  # the first block prepared them
+        for start in range(0, tail, ANALYSIS_BLOCK):
+            yield through(np.zeros((channels, min(ANALYSIS_BLOCK, tail - start)), np.float32))
+    finally:
+        for stage in stages:
+            stage.reset()
+
+
+@contextlib.contextmanager
+def _temporary_w64(blocks: Iterable[np.ndarray], sample_rate: float) -> Iterator[Path]:
+    """``blocks`` written to a float32 W64 file (no 4 GB limit) in a new temporary folder, removed on exit."""
+    from ..errors import AudioFileError
+
+    def cannot_write(error: Exception, where: str | Path) -> AudioFileError:
+        reason = getattr(error, "strerror", None) or str(error)
+        return AudioFileError(f"cannot write what reaches a later step, for its analysis ({reason})", where=where)
+
+    try:
+        folder = Path(tempfile.mkdtemp(prefix="pedalchain-analysis-"))
+    except OSError as error:
+        raise cannot_write(error, tempfile.gettempdir()) from None
+    try:
+        path = folder / "reaching-the-step.w64"
+        writer: sf.SoundFile | None = None
+        try:
+            for block in blocks:
+                try:
+                    if writer is None:
+                        writer = sf.SoundFile(str(path), "w", int(round(sample_rate)), block.shape[0], "FLOAT",
+                                              format="W64")
+                    writer.write(block.T)
+                except (OSError, sf.LibsndfileError) as error:
+                    raise cannot_write(error, folder) from None
+        finally:
+            if writer is not None:
+                writer.close()
+        yield path
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _check_step_format(processor: StepObject, sample_rate: float, num_channels: int) -> None:

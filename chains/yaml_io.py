@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from ..effects.units import parse_quantity
-from ..errors import ChainFileError, ParameterError, PedalchainError
+from ..errors import ChainFileError, PedalchainError
 from .atomic import write_atomically
 from .engine import Chain, Step
 from .steps import (
@@ -175,10 +175,6 @@ class _Builder:
                     raise ChainFileError(f"id '{step.id}' is used twice", where=step.origin)
                 ids.add(step.id)
             chain.append(step)
-        try:
-            chain.check_analysis_order()
-        except ParameterError as error:
-            raise ChainFileError(error.message, where=error.where) from None
         return chain
 
     def step(self, entry: Any, parent_where: str) -> Step:

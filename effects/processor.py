@@ -15,8 +15,10 @@ Streaming contract (every Processor, ours and wrapped):
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +27,19 @@ from ..errors import StreamingError
 
 _ANALYSED = contextvars.ContextVar("pedalchain_input_analysed", default=False)
 """True inside a one-shot ``process`` whose input was already shown to :meth:`Processor.analyze_input`."""
+
+
+
+@contextlib.contextmanager
+def input_analysed() -> Iterator[None]:
+    """One-shot ``process`` calls made inside skip :meth:`Processor.analyze_input`: the caller has shown each
+    processor its input already."""
+    token = _ANALYSED.set(True)
+    try:
+        yield
+    finally:
+        _ANALYSED.reset(token)
+
 
 MAX_CHANNELS = 64
 """More rows than this in a 2-D array means the caller passed channels-last audio."""
@@ -61,9 +76,9 @@ class Processor(ABC):
 
     @property
     def analyses_input(self) -> bool:
-        """Whether settings come from :meth:`analyze_input` (a detected cutoff, a noise profile): such a
-        processor must see the chain's input as it reaches it, so nothing that changes the audio may come before
-        it in a chain."""
+        """Whether settings come from :meth:`analyze_input` (a detected cutoff, a noise profile): in a chain,
+        such a processor is shown its input as it reaches it, the steps before it rendered
+        (:meth:`~pedalchain.chains.engine.Chain.analyze_input`)."""
         return False
 
     def __init__(self) -> None:
@@ -131,22 +146,19 @@ class Processor(ABC):
 
         The file runner calls this with the input file's path (read it in blocks: memory must stay bounded)
         before streaming the file through; a one-shot ``process(..., reset=True)`` calls it with the buffer
-        (channels, samples).  What is seen is the chain's input, wherever the step sits, so a Chain refuses a
-        processor whose :attr:`analyses_input` is true after a step that changes the audio
-        (:meth:`~pedalchain.chains.engine.Chain.check_analysis_order`).  Processors whose behaviour does not
-        depend on the whole input (most) find nothing; the setting they derive survives :meth:`reset`.
+        (channels, samples).  In a chain, a processor whose :attr:`analyses_input` is true sees what reaches it:
+        the output of the steps before it, from its first sample, their latency in front.  Processors whose
+        behaviour does not depend on the whole input (most) find nothing; the setting they derive survives
+        :meth:`reset`.
         """
         return []
 
     def _one_shot(self, audio: np.ndarray, sample_rate: float, buffer_size: int) -> np.ndarray:
         if _ANALYSED.get():  # an enclosing one-shot call (a Chain, a DryWet) has shown us the input already
             return self._process_whole(audio, sample_rate, buffer_size)
-        token = _ANALYSED.set(True)
-        try:
+        with input_analysed():
             self.analyze_input(audio, sample_rate)
             return self._process_whole(audio, sample_rate, buffer_size)
-        finally:
-            _ANALYSED.reset(token)
 
     # -- for subclasses ------------------------------------------------------------------------------------
     @abstractmethod

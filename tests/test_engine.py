@@ -15,11 +15,12 @@ from helpers import (
     RANDOM,
     assert_close,
     noise_signal,
+    plucked_notes,
     stream,
     stream_raw,
     write_impulse_response,
 )
-from pedalchain import Chain, ChainFileError, ParameterError, StreamingError, load_chain
+from pedalchain import Chain, ParameterError, StreamingError, load_chain
 from pedalchain.chains.engine import Step
 from pedalchain.chains.runner import RunOptions, process_file
 from pedalchain.chains.yaml_io import chain_from_yaml, chain_to_data, save_chain
@@ -535,21 +536,60 @@ def test_runner_tail_extends_output(tmp_path: Path) -> None:
     assert tail_rms > 1e-3, "the reverb tail should ring on after the input ends"
 
 
-def test_a_step_that_analyses_the_input_may_not_follow_one_that_changes_it() -> None:
-    """Analysis sees the chain's input: after a 6 dB cut, declip's rails (the file's peaks) lie above every
-    sample it receives, and it would report 'reconstructing' and repair nothing."""
+def test_a_step_that_analyses_its_input_sees_what_reaches_it() -> None:
+    """Analysis is shown the steps before the analysing one rendered: after a 6 dB cut declip's rails are where the
+    cut put them (analysing the chain's input, it found rails above every sample it received and repaired nothing),
+    and after a step with latency a hold's phase moves with it (it used to be read off the chain's input: the repair
+    then made a hold by 3 worse than the staircase itself)."""
     from pedalchain.effects.restorers.declip import Declip
-    from pedalchain.effects.restorers.denoise import Denoise
+    from pedalchain.effects.restorers.dequantize import Dequantize
+    from pedalchain.models.restore.damage import Hold
 
-    rng = np.random.default_rng(0)
-    clipped = np.clip(rng.standard_normal((2, 44100)).astype(np.float32) * 0.5, -0.5, 0.5)
-    with pytest.raises(ParameterError, match="declip sets itself from an analysis of the chain's input, but Gain"):
-        Chain([pedalboard.Gain(gain_db=-6), Declip()]).process(clipped, 44100)
-    with pytest.raises(ParameterError, match="move it ahead, or state threshold: DB"):
-        Chain([pedalboard.Gain(gain_db=-6), Declip()]).check_analysis_order()
-    # what is allowed: a stated threshold; restorers after restorers; a bypassed plugin before; a plugin after
-    Chain([pedalboard.Gain(gain_db=-6), Declip(threshold=-12.0)]).process(clipped, 44100)
-    Chain([Declip(), Denoise(), pedalboard.Gain(gain_db=-6)]).process(clipped, 44100)
-    Chain([Step(pedalboard.Gain(gain_db=-6), bypass=True), Declip()]).process(clipped, 44100)
-    with pytest.raises(ChainFileError, match="bad.yaml:4"):
-        chain_from_yaml("steps:\n  - plugin: Gain\n    gain_db: 1\n  - restorer: auto\n", Path("bad.yaml"))
+    music = plucked_notes(2.0, 44100, 3, note_every_s=0.25, harmonics=8, decay_per_s=3.0, peak=0.9)
+    clipped = np.clip(music, -0.5, 0.5)
+    gain = np.float32(10 ** (-6 / 20))
+    declipped = Declip().process(clipped, 44100)
+    chained = Chain([pedalboard.Gain(gain_db=-6), Declip()])
+    assert not np.allclose(declipped, clipped, atol=1e-3)
+    assert_close(chained.process(clipped, 44100), declipped * gain, "Gain -6 dB, declip vs declip, then the gain",
+                 atol=1e-4)
+    assert "declip: clipping at +0.2506" in chained.analyze_input(clipped, 44100)[0]
+
+    staircase = Hold(3).apply(music, 44100, np.random.default_rng(1))
+    alone = Dequantize().process(staircase, 44100)
+    after_latency = Chain([Declip(threshold=-0.01), Dequantize()])  # latency 5440: no sample reaches -0.01 dBFS
+    assert after_latency.latency_at(44100) % 3 != 0
+    assert_close(after_latency.process(staircase, 44100), alone, "dequantize after a latent step vs alone",
+                 atol=1e-6)
+    # the render leaves no state behind: the reverb starts from silence again for the real run
+    reverb = pedalboard.Reverb(room_size=0.9, wet_level=0.5)
+    reverberant = Chain([reverb]).process(clipped, 44100)
+    assert_close(Chain([reverb, Declip(), pedalboard.Gain(gain_db=0)]).process(clipped, 44100),
+                 Declip().process(reverberant, 44100), "Reverb, declip vs declip of the reverb's output", atol=1e-6)
+
+
+@pytest.mark.parametrize("before", ["  - plugin: Gain\n    gain_db: -6\n",
+                                    "  - plugin: PitchShift\n    semitones: 0\n  - plugin: Gain\n    gain_db: -6\n"])
+def test_the_file_runner_shows_an_analysing_step_what_reaches_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 before: str) -> None:
+    """From a file, the steps before it are rendered into a temporary file (streamed: memory stays bounded),
+    deleted afterwards; a chain that cannot stream (PitchShift) renders them one-shot, as it renders the file."""
+    import tempfile
+
+    music = plucked_notes(2.0, 44100, 4, note_every_s=0.25, harmonics=8, decay_per_s=3.0, peak=0.9)
+    clipped = np.clip(music, -0.5, 0.5)
+    source = tmp_path / "in.wav"
+    sf.write(str(source), clipped.T, 44100, subtype="FLOAT")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    made: list[str] = []
+    make = tempfile.mkdtemp
+    monkeypatch.setattr(tempfile, "mkdtemp", lambda **options: made.append(make(**options)) or made[-1])
+    chain = chain_from_yaml(f"steps:\n{before}  - restorer: declip\n")
+    summary = process_file(chain, source, tmp_path / "out.wav", RunOptions())
+    out = sf.read(str(tmp_path / "out.wav"), dtype="float32", always_2d=True)[0].T
+    assert any("declip: clipping at +0.2506" in line for line in summary.analysis), summary.analysis
+    assert_close(out, chain.process(clipped, 44100), "file runner vs one-shot", atol=1e-6)
+    assert not np.allclose(out, clipped * np.float32(10 ** (-6 / 20)), atol=1e-3)  # the peaks were rebuilt
+    assert len(made) == (1 if chain.streamable else 0) and list(scratch.iterdir()) == []

@@ -7,7 +7,8 @@ fixed latency, like every Processor.
 
 Some restorers decide from the whole input what to do (``restorer: auto`` routes by detection,
 ``cutoff: auto`` finds a band limit): they implement :meth:`Processor.analyze_input`, which the file
-runner calls with the input file before rendering and one-shot ``process`` calls with the buffer.
+runner calls with the input file before rendering and one-shot ``process`` calls with the buffer; in a chain,
+with what reaches the step (the steps before it rendered: :meth:`pedalchain.chains.engine.Chain.analyze_input`).
 """
 
 from __future__ import annotations
@@ -45,8 +46,6 @@ class Restorer(Processor):
     min_rate_hz: float = 8000.0
     max_rate_hz: float = 192000.0
     rate_note: str = ""
-    #: the parameters that, stated, spare it the analysis of the input (for messages), e.g. "threshold: DB"
-    stated_settings: str = ""
 
     def check_format(self, sample_rate: float, num_channels: int) -> None:
         self.check_rate(sample_rate)

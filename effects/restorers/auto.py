@@ -1,6 +1,6 @@
 """``restorer: auto``: detect what is wrong with the input and run only the restorers that fix it.
 
-Routing (from :func:`pedalchain.chains.detect.detect_input` on the chain's input, whole file or buffer):
+Routing (from :func:`pedalchain.chains.detect.detect_input` on what reaches the step, whole file or buffer):
 
 ==========================  ==========================================================================
 finding                     restorer run (in this order)

@@ -330,7 +330,6 @@ class BandwidthExtension(Restorer):
 
     name = "bandwidth"
     min_rate_hz, max_rate_hz = MIN_RATE_HZ, MAX_RATE_HZ
-    stated_settings = "cutoff: HZ"
 
     def __init__(self, cutoff: float | str = "auto", model: str | Path | None = None,
                  base_dir: str | Path | None = None) -> None:

@@ -328,7 +328,6 @@ class Declip(Restorer):
     """
 
     name = "declip"
-    stated_settings = "threshold: DB"
     min_rate_hz, max_rate_hz = MIN_RATE_HZ, MAX_RATE_HZ
 
     def __init__(self, threshold: float | str = "auto", model: str | Path | None = None) -> None:

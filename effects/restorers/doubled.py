@@ -302,7 +302,6 @@ class DoubledSampleRepair(Restorer):
 
     name = "doubled-samples"
     min_rate_hz, max_rate_hz, rate_note = MIN_RATE_HZ, MAX_RATE_HZ, " (trained at 44.1 kHz)"
-    stated_settings = "mode: always and parity: 0 or 1"
 
     def __init__(self, mode: str = "detect", parity: str | int = "auto", model: str | Path | None = None,
                  base_dir: str | Path | None = None, where: str | None = None,

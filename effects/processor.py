@@ -29,7 +29,6 @@ _ANALYSED = contextvars.ContextVar("pedalchain_input_analysed", default=False)
 """True inside a one-shot ``process`` whose input was already shown to :meth:`Processor.analyze_input`."""
 
 
-
 @contextlib.contextmanager
 def input_analysed() -> Iterator[None]:
     """One-shot ``process`` calls made inside skip :meth:`Processor.analyze_input`: the caller has shown each

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -206,6 +207,51 @@ def test_real_mp3s_pass_the_frame_check_with_a_tag_or_junk_in_front(tmp_path, sa
         (tmp_path / name).write_bytes(content)
     for name in ("plain.mp3", *variants):
         assert probe_audio(tmp_path / name).sample_rate == sample_rate
+
+
+def test_the_mp3_decoders_frame_messages_are_dropped_and_other_stderr_passes(tmp_path, capfd):
+    """libsndfile's libmpg123 prints frames it recovers from straight to fd 2 when an MP3 is read in blocks (this
+    22.05 kHz mono 64 kbps file, encoded by pedalboard: 3 lines at 8192-sample blocks); nothing of it may reach our
+    stderr, while a line written there during a read (another thread's message) still does, and the samples are
+    the file's."""
+    import contextlib
+    import threading
+
+    from helpers import plucked_notes
+    from pedalboard.io import AudioFile
+    from pedalchain.chains import audio_io
+
+    path = tmp_path / "low.mp3"
+    with AudioFile(str(path), "w", 22050, 1, quality=64) as stream:
+        stream.write(plucked_notes(6.0, 22050, 0, note_every_s=0.2, harmonics=11, decay_per_s=4.0, peak=0.9,
+                                   air=1e-3)[:1])
+    info = audio_io.probe_audio(path)
+    capfd.readouterr()
+    whole = np.concatenate(list(audio_io.read_blocks(info, 8192)), axis=1)
+    assert "libmpg123" not in capfd.readouterr().err
+    assert np.allclose(whole, sf.read(str(path), dtype="float32", always_2d=True)[0].T, atol=1e-6)
+
+    reading = threading.Event()
+    real = audio_io.decoder_chatter_dropped
+
+    @contextlib.contextmanager
+    def while_reading(scratch):
+        with real(scratch):
+            reading.set()
+            yield
+
+    def message() -> None:
+        reading.wait(10)
+        os.write(2, b"a message from elsewhere\n")
+
+    other = threading.Thread(target=message)
+    other.start()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(audio_io, "decoder_chatter_dropped", while_reading)
+        for _ in audio_io.read_blocks(info, 8192):
+            other.join(0.05)
+    other.join()
+    assert capfd.readouterr().err.count("a message from elsewhere") == 1
 
 
 def test_a_wav_named_mp3_is_read_by_its_content(tmp_path, song):

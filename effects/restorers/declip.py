@@ -442,9 +442,10 @@ class Declip(Restorer):
         recon = self._reconstructor
         segment, context = recon.segment, recon.context
         ready = range(self._next, self._end - segment - recon.lookahead + 1, segment)
-        for c, at, values in repair_segments(self._held, self._base, ready, self._rails, recon):
-            self._fixed[c, at - self._base:at - self._base + len(values)] = values
-        self._next += segment * len(ready)
+        if ready:  # most small blocks complete no segment
+            for c, at, values in repair_segments(self._held, self._base, ready, self._rails, recon):
+                self._fixed[c, at - self._base:at - self._base + len(values)] = values
+            self._next += segment * len(ready)
         first = self._end - count - self._latency  # absolute index of this block's first output sample
         out = np.zeros((self._channels, count), np.float32)
         start = max(first, 0)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
 import os
 import re
@@ -11,7 +10,7 @@ import struct
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -194,11 +193,10 @@ def read_blocks(info: AudioInfo, block: int) -> Iterator[np.ndarray]:
     read = 0
     try:
         with sf.SoundFile(str(info.path)) as stream, contextlib.ExitStack() as stack:
-            quiet: Callable[[], contextlib.AbstractContextManager[None]] = contextlib.nullcontext
-            if info.path.suffix.lower() in MPEG_SUFFIXES:
-                quiet = functools.partial(decoder_chatter_dropped, stack.enter_context(tempfile.TemporaryFile()))
+            mpeg = info.path.suffix.lower() in MPEG_SUFFIXES
+            scratch = stack.enter_context(tempfile.TemporaryFile()) if mpeg else None
             while True:
-                with quiet():
+                with decoder_chatter_dropped(scratch) if scratch is not None else contextlib.nullcontext():
                     data = stream.read(block, dtype="float32", always_2d=True)
                 if not len(data):
                     break

@@ -11,6 +11,7 @@ import pytest
 import soundfile as sf
 from helpers import RANDOM, assert_close, stream
 from pedalchain.chains.yaml_io import chain_from_yaml, chain_to_data
+from pedalchain.effects.restorers import THREADS_ENV, restorer_threads
 from pedalchain.effects.restorers.denoise import (
     DEFAULT_WEIGHTS,
     Denoise,
@@ -118,6 +119,18 @@ def test_chunk_invariant(pattern):
     restorer = Denoise()
     one_shot = restorer.process(noisy, FS)  # analyses the buffer; the profile survives reset
     assert_close(stream(restorer, noisy, FS, pattern, seed=6), one_shot, f"blocks {pattern}", atol=1e-5)
+
+
+def test_output_does_not_depend_on_the_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The two channels are denoised on two threads by default; one thread gives the same samples."""
+    noisy = with_noise(music_like(seconds=2.0, seed=7), 10.0)
+    monkeypatch.delenv(THREADS_ENV, raising=False)
+    assert restorer_threads() == 2
+    threaded = Denoise().process(noisy, FS)
+    monkeypatch.setenv(THREADS_ENV, "1")
+    single = Denoise().process(noisy, FS)
+    assert noisy.shape[0] == 2 and not np.allclose(threaded, noisy, atol=1e-3)
+    assert np.array_equal(threaded, single)
 
 
 def test_profile_from_a_file_matches_the_buffer(tmp_path: Path):

@@ -6,11 +6,13 @@ Each script owns one section of bench/RESULTS.md, delimited by ``<!-- NAME:start
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -122,3 +124,19 @@ def load_now() -> str:
 
 def yes_no(ok: bool) -> str:
     return "**met**" if ok else "**NOT met**"
+
+
+@contextlib.contextmanager
+def one_restorer_thread() -> Iterator[None]:
+    """The restorers on one thread inside (``PEDALCHAIN_RESTORER_THREADS=1``)."""
+    from pedalchain.effects.restorers import THREADS_ENV
+
+    saved = os.environ.get(THREADS_ENV)
+    os.environ[THREADS_ENV] = "1"
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ[THREADS_ENV]
+        else:
+            os.environ[THREADS_ENV] = saved

@@ -13,7 +13,9 @@ fade as the restorer), and the restorer with ``cutoff: auto`` (detected per file
 the detected cutoff for every method).  Denoise: ``noise:10`` (kind drawn per file: white, pink, hum, mixtures);
 methods: passthrough, power spectral subtraction with the restorer's own noise profile and floor, the restorer
 at ``amount_db`` 12 and 20, and two oracle gains that know the clean signal (Wiener; phase-sensitive, the bound
-of a per-bin gain at the 12 dB floor).  Speed: one-shot processing of a 30 s stereo 44.1 kHz excerpt, x real time.
+of a per-bin gain at the 12 dB floor).  Speed: one-shot processing of a 30 s stereo 44.1 kHz excerpt, x real time
+(denoise's channels on the restorers' threads, and on one).  Per file: each file's LSD-high against the noise
+fill's, and its denoise gain against the oracles'.
 
 Run: ``.venv/bin/python bench/bench_bandwidth_denoise.py [--no-results]`` (about 2–4 minutes); it rewrites its
 section of bench/RESULTS.md and writes bench/bandwidth_example.png and bench/denoise_example.png, unless
@@ -33,8 +35,9 @@ import numpy as np
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
-from _results import load_now, machine, machine_lines, replace_section, yes_no  # noqa: E402
+from _results import load_now, machine, machine_lines, one_restorer_thread, replace_section, yes_no  # noqa: E402
 from pedalchain.chains.compare import compare_arrays, spectrogram_png  # noqa: E402
+from pedalchain.effects.restorers import THREADS_ENV, restorer_threads  # noqa: E402
 from pedalchain.effects.restorers.bandwidth import DEFAULT_WEIGHTS as BW_WEIGHTS  # noqa: E402
 from pedalchain.effects.restorers.bandwidth import BandwidthExtension, detect_cutoff  # noqa: E402
 from pedalchain.effects.restorers.denoise import DEFAULT_WEIGHTS as DN_WEIGHTS  # noqa: E402
@@ -164,7 +167,7 @@ def bench_bandwidth(files: list[Path], figures: bool) -> tuple[str, dict]:
         damage = parse_damage(spec)
         rng = np.random.default_rng(SEED)
         rows: dict[str, list[dict]] = {m: [] for m in methods}
-        cutoffs, skipped = [], []
+        cutoffs, skipped, names = [], [], []
         for index, path in enumerate(files):
             clean = np.atleast_2d(read_clip(path, FS))
             damaged = damage.apply(clean, FS, rng)
@@ -176,6 +179,7 @@ def bench_bandwidth(files: list[Path], figures: bool) -> tuple[str, dict]:
                 skipped.append(f"{path.name} (no cutoff detected)")
                 continue
             cutoffs.append(cutoff)
+            names.append(path.name)
             outputs = {"passthrough": damaged, "sinc resampling": sinc_resample(damaged, cutoff),
                        "noise fill": noise_fill(damaged, cutoff, SEED + index),
                        "bandwidth (auto)": BandwidthExtension().process(damaged, FS)}
@@ -194,6 +198,8 @@ def bench_bandwidth(files: list[Path], figures: bool) -> tuple[str, dict]:
                          for name in methods}
         summary[spec]["cutoff_hz_median"] = float(np.median(cutoffs)) if cutoffs else None
         summary[spec]["skipped_no_cutoff"] = skipped
+        summary[spec]["per_file"] = [(name, fill["lsd_high"], ours["lsd_high"]) for name, fill, ours
+                                     in zip(names, rows["noise fill"], rows["bandwidth (auto)"], strict=True)]
     clean, outputs, cutoff, name = example
     if figures:
         spectrogram_png(BENCH / "bandwidth_example.png",
@@ -203,18 +209,26 @@ def bench_bandwidth(files: list[Path], figures: bool) -> tuple[str, dict]:
     return "\n".join(table), summary
 
 
-def bench_denoise(files: list[Path], figures: bool) -> tuple[str, dict, list[str]]:
+def per_file_lsd_high(spec: str, summary: dict) -> str:
+    """One line: each file's LSD-high under ``spec``, the restorer's against the noise fill's (lower wins)."""
+    rows = summary[spec]["per_file"]
+    wins = sum(ours < fill for _, fill, ours in rows)
+    return (f"- {spec}: " + ", ".join(f"{name.removesuffix('.flac')} {ours:.3f} / {fill:.3f}"
+                                       for name, fill, ours in rows)
+            + f" (lower on {wins} of {len(rows)})")
+
+
+def bench_denoise(files: list[Path], figures: bool) -> tuple[str, dict, list[tuple]]:
     damage = parse_damage("noise:10")
     rng = np.random.default_rng(SEED)
     methods = ("passthrough", "spectral subtraction (12 dB floor)", "denoise amount_db 12", "denoise amount_db 20",
                ORACLE, ORACLE_PSM)
     rows: dict[str, list[dict]] = {m: [] for m in methods}
-    kinds = []
+    per_file = []
     example = None
     for path in files:
         clean = np.atleast_2d(read_clip(path, FS))
         noisy = damage.apply(clean, FS, rng)
-        kinds.append(f"{path.name}: {damage.variant}")
         learned = Denoise(amount_db=12)
         outputs = {"passthrough": noisy, "denoise amount_db 12": learned.process(noisy, FS)}
         outputs["spectral subtraction (12 dB floor)"] = spectral_subtraction(noisy, learned.amount_db)
@@ -223,6 +237,10 @@ def bench_denoise(files: list[Path], figures: bool) -> tuple[str, dict, list[str
         outputs[ORACLE_PSM] = oracle_mask(clean, noisy, phase_sensitive=True)
         for name in methods:
             rows[name].append(compare_arrays(clean, outputs[name], FS))
+        gain_of = {name: rows[name][-1]["si_sdr_db"] - rows["passthrough"][-1]["si_sdr_db"]
+                   for name in ("denoise amount_db 12", ORACLE, ORACLE_PSM)}
+        per_file.append((path.name, damage.variant, gain_of["denoise amount_db 12"], gain_of[ORACLE],
+                         gain_of[ORACLE_PSM]))
         if damage.variant in ("white", "pink") and (example is None or clean.shape[1] > example[0].shape[1]):
             example = (clean, outputs, path.name, damage.variant)
     base = mean(rows["passthrough"], "si_sdr_db")
@@ -236,7 +254,24 @@ def bench_denoise(files: list[Path], figures: bool) -> tuple[str, dict, list[str
                          "spectral subtraction": outputs["spectral subtraction (12 dB floor)"],
                          "denoise (12 dB)": outputs["denoise amount_db 12"]},
                         FS, f"{name}: {kind} noise at 10 dB SNR")
-    return "\n".join(table), summary, kinds
+    return "\n".join(table), summary, per_file
+
+
+def per_file_denoise(per_file: list[tuple[str, str, float, float, float]]) -> str:
+    """The per-file table of SI-SDR gains, then each noise kind's mean gain against the Wiener oracle's."""
+    lines = ["| file | noise | denoise amount_db 12 | oracle Wiener, 12 dB floor | oracle phase-sensitive |",
+             "|---|---|---|---|---|"]
+    lines += [f"| {name} | {kind} | {ours:+.2f} | {wiener:+.2f} | {psm:+.2f} |"
+              for name, kind, ours, wiener, psm in per_file]
+    kinds = sorted({kind for _, kind, *_ in per_file})
+    means = []
+    for kind in kinds:
+        rows = [row for row in per_file if row[1] == kind]
+        files = f"{len(rows)} file" + "s" * (len(rows) > 1)
+        means.append(f"{kind} ({files}) {np.mean([row[2] for row in rows]):+.2f} / "
+                     f"{np.mean([row[3] for row in rows]):+.2f}")
+    lines.append("\nMean gain per noise kind, denoise / Wiener oracle: " + "; ".join(means) + ".")
+    return "\n".join(lines)
 
 
 def bench_denoise_low_rate(files: list[Path], rate: int = 22050) -> float:
@@ -264,7 +299,7 @@ def main() -> None:
         raise SystemExit("no test files: build the corpus and ship the models first")
     started = time.perf_counter()
     bw_table, bw_summary = bench_bandwidth(files, not args.no_results)
-    dn_table, dn_summary, kinds = bench_denoise(files, not args.no_results)
+    dn_table, dn_summary, dn_per_file = bench_denoise(files, not args.no_results)
     low_rate_gain = bench_denoise_low_rate(files)
     clips = [np.atleast_2d(read_clip(path, FS)) for path in files]
     excerpt = np.concatenate([np.repeat(clip, 2 // clip.shape[0], axis=0)[:2] for clip in clips], axis=1)
@@ -273,6 +308,8 @@ def main() -> None:
     noisy = parse_damage("noise:10").apply(excerpt, FS, np.random.default_rng(0))
     speed_bw = realtime(BandwidthExtension, cut)
     speed_dn = realtime(Denoise, noisy)
+    with one_restorer_thread():
+        speed_dn_one = realtime(Denoise, noisy)
     elapsed = time.perf_counter() - started
 
     def goal_bandwidth(spec: str) -> tuple[bool, str]:
@@ -315,6 +352,9 @@ Detected cutoffs (median): {", ".join(f"{spec} {bw_summary[spec]['cutoff_hz_medi
 Goal (LSD-high ≥ 40 % lower than passthrough, below the noise fill, SNR within 0.5 dB):
 {chr(10).join(f"- {text}: {yes_no(ok)}" for ok, text in goals)}
 
+LSD-high per file, the restorer's / the noise fill's:
+{chr(10).join(per_file_lsd_high(spec, bw_summary) for spec in BANDWIDTH_DAMAGES)}
+
 ![bandwidth example](bandwidth_example.png)
 
 ### Denoise (`restorer: denoise`), `noise:10` (10 dB input SNR)
@@ -323,7 +363,10 @@ Goal (LSD-high ≥ 40 % lower than passthrough, below the noise fill, SNR within
 |---|---|---|---|---|---|
 {dn_table}
 
-Noise kinds drawn: {"; ".join(kinds)}.
+Per file (SI-SDR gain in dB; the noise kind is drawn per file):
+
+{per_file_denoise(dn_per_file)}
+
 Goal (≥ 6 dB SI-SDR gain at 10 dB input SNR, default `amount_db: 12`): {gain:+.2f} dB, {yes_no(gain >= 6.0)}.
 The oracle rows know the clean signal S and the noise N (Y = S + N), on denoise's own STFT frames, floored at
 12 dB: the Wiener gain |S|^2 / (|S|^2 + |N|^2) ({oracle_gain:+.2f} dB) and the phase-sensitive gain Re(S Y*) / |Y|^2
@@ -338,10 +381,11 @@ is stated at the files' own 44.1 kHz).
 
 ![denoise example](denoise_example.png)
 
-### Speed (one-shot, 30 s stereo 44.1 kHz, one thread, best of 3 runs)
+### Speed (one-shot, 30 s stereo 44.1 kHz, BLAS on one thread, best of 3 runs)
 
 - bandwidth (cutoff auto, MP3 128 kbps input, analysis included): {speed_bw:.0f}x real time ({yes_no(speed_bw >= 30)})
-- denoise (analysis included): {speed_dn:.0f}x real time ({yes_no(speed_dn >= 30)})
+- denoise (analysis included; its two channels on {restorer_threads()} threads): {speed_dn:.0f}x real time
+  ({yes_no(speed_dn >= 30)}; on one thread, `{THREADS_ENV}=1`: {speed_dn_one:.0f}x)
 """
     if not args.no_results:
         replace_section(SECTION, body)

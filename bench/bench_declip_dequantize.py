@@ -22,18 +22,23 @@ machine).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import BENCH, load_now, machine, machine_lines, replace_section, yes_no  # noqa: E402
+from _results import (  # noqa: E402
+    BENCH,
+    load_now,
+    machine,
+    machine_lines,
+    one_restorer_thread,
+    replace_section,
+    yes_no,
+)
 from pedalchain.chains.compare import compare_arrays, spectrogram_png  # noqa: E402
 from pedalchain.effects.restorers import THREADS_ENV, restorer_threads  # noqa: E402
 from pedalchain.effects.restorers import declip as dc  # noqa: E402
@@ -110,20 +115,6 @@ def table(results: dict[str, dict[str, float]], speed: float | None, threads: st
         lines.append(f"\nrestorer speed: **{speed:.1f}x real time** ({threads}, analysis included, each file's "
                      f"best of {TIMED_RUNS})")
     return "\n".join(lines)
-
-
-@contextlib.contextmanager
-def one_restorer_thread() -> Iterator[None]:
-    """The restorers on one thread inside (``PEDALCHAIN_RESTORER_THREADS=1``)."""
-    saved = os.environ.get(THREADS_ENV)
-    os.environ[THREADS_ENV] = "1"
-    try:
-        yield
-    finally:
-        if saved is None:
-            del os.environ[THREADS_ENV]
-        else:
-            os.environ[THREADS_ENV] = saved
 
 
 def timed(restorer, audio: np.ndarray) -> tuple[np.ndarray, float]:

@@ -81,6 +81,9 @@ THREADS_ENV = "PEDALCHAIN_RESTORER_THREADS"
 """Environment variable: threads for that work instead of MAX_THREADS (1: none); ``chain apply --jobs N`` sets 1
 in its workers, whose N processes already fill N cores."""
 _thread_pool: ThreadPoolExecutor | None = None
+_blas: Any = None
+"""threadpoolctl's controller of the BLAS libraries, made with the pool: limiting through it costs 0.03 ms, a fresh
+``threadpool_limits`` 1.3 ms (it looks the libraries up each time)."""
 _thread_pool_lock = threading.Lock()
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -89,14 +92,20 @@ Result = TypeVar("Result")
 def on_threads(function: Callable[[Item], Result], items: Sequence[Item]) -> list[Result]:
     """``[function(item) for item in items]``, on :func:`restorer_threads` threads shared by all restorers when
     there are two items or more.  Worth it only where ``function`` spends its time without the GIL: numpy's FFTs and
-    matrix products, LAPACK through :mod:`.lapack`."""
-    global _thread_pool
+    matrix products, LAPACK through :mod:`.lapack`.  BLAS is held to one thread meanwhile: these threads are the
+    parallelism, and BLAS's own pool on top of them oversubscribed the 2 cores (denoise streamed by a script in
+    64k-sample blocks, outside the file runner's limit, ran 1.3-1.8x slower than on one thread)."""
+    global _thread_pool, _blas
     if len(items) < 2 or restorer_threads() < 2:
         return [function(item) for item in items]
     with _thread_pool_lock:
         if _thread_pool is None:
+            from threadpoolctl import ThreadpoolController
+
             _thread_pool = ThreadPoolExecutor(restorer_threads(), thread_name_prefix="pedalchain-restorer")
-    return list(_thread_pool.map(function, items))
+            _blas = ThreadpoolController()  # numpy's BLAS and scipy's (loaded with .lapack) are in by now
+    with _blas.limit(limits=1, user_api="blas"):
+        return list(_thread_pool.map(function, items))
 
 
 def restorer_threads() -> int:

@@ -38,14 +38,16 @@ whole input in :meth:`Denoise.analyze_input` (files read in blocks, memory bound
    floor around it: the network sees a steady bin and leans towards "noise", as residual hum is steady too.
 5. The gain is floored at ``-amount_db`` (default 12 dB): the restorer never attenuates anything -- a quiet
    passage included -- by more than that, so it cannot gate music to silence; ``amount_db: 0`` passes through
-   (hum included).  Where the analysis finds hum and no other stationary noise (:meth:`NoiseProfiler.noise_found`),
-   no gain is applied at all: the profile is then the music's own quiet frames.
+   bit for bit (hum included).  Where the analysis finds hum and no other stationary noise
+   (:meth:`NoiseProfiler.noise_found`), no gain is applied at all: the profile is then the music's own quiet
+   frames.  Wherever no gain applies (and with ``hum_only``) the input, less the hum, skips the STFT: it comes out
+   exactly, only delayed by the latency.
 
 The channels are independent and share the restorers' threads (:func:`~pedalchain.effects.restorers.on_threads`).
 Without an analysis (pure streaming with ``reset=False`` from the start) there is no noise profile and the
-restorer passes the input through (delayed by its latency).  :func:`spectral_subtraction_gain` is the classic
-baseline (power subtraction with the 10th-percentile profile, lines and hum included, and the same floor) the
-benchmarks compare against.
+restorer passes the input through bit for bit (delayed by its latency).  :func:`spectral_subtraction_gain` is the
+classic baseline (power subtraction with the 10th-percentile profile, lines and hum included, and the same floor)
+the benchmarks compare against.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ import numpy as np
 
 from ...chains.audio_io import source_blocks
 from ...errors import ModelFileError, ParameterError
+from ..streaming import DelayLine
 from . import on_threads, resolve_model_param
 from .bandwidth import DEFAULT_WEIGHTS as _BANDWIDTH_WEIGHTS
 from .bandwidth import load_weights
@@ -627,6 +630,7 @@ class Denoise(SpectralRestorer):
         """Samples by which this restorer's input lags the input it analysed: the latency of restorers before it
         in ``restorer: auto`` (the hum is subtracted at the analysed input's sample positions)."""
         self._arrays: dict[str, np.ndarray] = {}
+        self._bypass: DelayLine | None = None
 
     def __repr__(self) -> str:
         return f"Denoise(amount_db={self.amount_db:g}{', hum_only=True' if self.hum_only else ''})"
@@ -701,21 +705,30 @@ class Denoise(SpectralRestorer):
             self._arrays = {name: value.astype(np.float32)
                             for name, value in load_weights(self.model_path, ARCHITECTURE)[0].items()}
 
+    def _prepare(self, sample_rate: float, num_channels: int) -> int:
+        latency = super()._prepare(sample_rate, num_channels)
+        # without a gain the frames would only round-trip through the STFT (about 1e-7 of full scale of error,
+        # window leakage into digital silence): the input, less any hum, is delayed by the same latency instead
+        self._bypass = None if self._gain_applies() else DelayLine(num_channels, latency)
+        return latency
+
     def _reset_frames(self) -> None:
         self._position = 0
+        if self._bypass is not None:
+            self._bypass.reset()
 
     def _process_block(self, audio: np.ndarray, sample_rate: float) -> np.ndarray:
         if self.hum is not None and self.noise_profile is not None:
             hum = self.hum.synthesize(self._position - self.input_offset, audio.shape[1])
             audio = (audio - hum[: audio.shape[0]]).astype(np.float32)
         self._position += audio.shape[1]
+        if self._bypass is not None:
+            return self._bypass.process(audio)
         return super()._process_block(audio, sample_rate)
 
     def _process_frames(self, spectra: np.ndarray, context: FrameContext) -> np.ndarray:
         count = spectra.shape[2] - LOOKBEHIND - LOOKAHEAD
         centre = spectra[:, :, LOOKBEHIND:LOOKBEHIND + count]
-        if not self._gain_applies():
-            return centre
         floor = 10 ** (-self.amount_db / 20)
 
         def denoised(channel: int) -> np.ndarray:

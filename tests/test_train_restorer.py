@@ -118,3 +118,17 @@ def test_the_training_budget_is_counted_in_steps_not_on_the_clock():
     assert report["epochs"] == again["epochs"] == 3
     for name in first:
         np.testing.assert_array_equal(first[name], second[name])
+
+
+def test_denoise_validation_reports_the_gain_per_noise_kind(tmp_path: Path):
+    """Hum subtraction gains far more than a gain on hiss: the report splits the mean by the noise kind drawn."""
+    from pedalchain.models.restore.damage import NOISE_KINDS
+    from pedalchain.models.restore.fit_denoise import evaluate
+
+    result = evaluate(write_clips(tmp_path, count=6), SR, None, 10.0, seed=0)
+    by_noise = result["si_sdr_gain_db_by_noise"]
+    assert result["clips"] == 6 and len(by_noise) >= 2 and set(by_noise) <= set(NOISE_KINDS)
+    assert sum(row["clips"] for row in by_noise.values()) == 6
+    weighted = sum(row["clips"] * row["si_sdr_gain_db"] for row in by_noise.values()) / 6
+    assert weighted == pytest.approx(result["si_sdr_gain_db"], abs=1e-9)
+    assert all(np.isfinite(row["si_sdr_gain_db"]) for row in by_noise.values())

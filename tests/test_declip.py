@@ -132,6 +132,21 @@ def test_explicit_threshold_in_dbfs() -> None:
     assert np.array_equal(out[inside], damaged[inside])
 
 
+def test_a_threshold_set_after_building_takes_effect_and_is_checked() -> None:
+    """As a pedalboard plugin's parameter: the rails follow it (they were fixed when built, and a change was
+    silently ignored)."""
+    damaged = np.clip(music(seed=4), -0.5, 0.5)
+    restorer = Declip(threshold=-20.0)
+    restorer.threshold = 20 * np.log10(0.5)
+    np.testing.assert_array_equal(restorer.process(damaged, SR), Declip(threshold=20 * np.log10(0.5)).process(
+        damaged, SR))
+    restorer.threshold = "auto"
+    np.testing.assert_array_equal(restorer.process(damaged, SR), Declip().process(damaged, SR))
+    for bad in (3.0, "loud"):
+        with pytest.raises(ParameterError, match="threshold"):
+            restorer.threshold = bad
+
+
 @pytest.mark.parametrize("pattern", [1, 37, 4096, 10000, RANDOM])
 def test_streaming_equals_one_shot(pattern: int | str) -> None:
     seconds = 0.6 if pattern == 1 else 2.0

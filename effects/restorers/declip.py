@@ -333,25 +333,33 @@ class Declip(Restorer):
 
     def __init__(self, threshold: float | str = "auto", model: str | Path | None = None) -> None:
         super().__init__()
+        self.threshold = threshold
+        self.model = None if model is None else str(model)
+        self._arrays, self._config = load_weights(model)
+        self._reconstructor = Reconstructor(self._config, self._arrays)
+
+    @property
+    def threshold(self) -> float | str:
+        """"auto" or the clipping level in dBFS; setting it (checked as in the constructor) sets the rails."""
+        return self._threshold
+
+    @threshold.setter
+    def threshold(self, threshold: float | str) -> None:
         if isinstance(threshold, str):
             if threshold.strip().lower() != "auto":
                 raise ParameterError(f"threshold must be 'auto' or a level in dBFS, got {threshold!r}",
                                      where="threshold")
-            self.threshold: float | str = "auto"
-        else:
-            value = float(threshold)
-            if not (math.isfinite(value) and THRESHOLD_RANGE_DB[0] <= value <= THRESHOLD_RANGE_DB[1]):
-                raise ParameterError(
-                    f"threshold ({value:g} dBFS) must lie in [{THRESHOLD_RANGE_DB[0]:g}, {THRESHOLD_RANGE_DB[1]:g}] "
-                    "dBFS, or be 'auto'", where="threshold")
-            self.threshold = value
-        self.model = None if model is None else str(model)
-        self._arrays, self._config = load_weights(model)
-        self._reconstructor = Reconstructor(self._config, self._arrays)
-        self._rails: tuple[float | None, float | None] = (None, None)
-        if self.threshold != "auto":
-            level = 10 ** (float(self.threshold) / 20)
-            self._rails = (level * (1 - 1e-6), -level * (1 - 1e-6))
+            self._threshold: float | str = "auto"
+            self._rails: tuple[float | None, float | None] = (None, None)  # until an analysis finds them
+            return
+        value = float(threshold)
+        if not (math.isfinite(value) and THRESHOLD_RANGE_DB[0] <= value <= THRESHOLD_RANGE_DB[1]):
+            raise ParameterError(
+                f"threshold ({value:g} dBFS) must lie in [{THRESHOLD_RANGE_DB[0]:g}, {THRESHOLD_RANGE_DB[1]:g}] "
+                "dBFS, or be 'auto'", where="threshold")
+        self._threshold = value
+        level = 10 ** (value / 20)
+        self._rails = (level * (1 - 1e-6), -level * (1 - 1e-6))
 
     @classmethod
     def from_params(cls, params: dict[str, Any], where: str | None = None,

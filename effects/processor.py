@@ -184,6 +184,11 @@ class Processor(ABC):
             return audio.copy()
         return np.concatenate(blocks, axis=1)[:, self._latency : self._latency + length]
 
+    def _set_up_again(self) -> None:
+        """Prepare afresh on the next call (state restarts, the latency may change): a setting that the prepared
+        state follows was changed."""
+        self._prepared = None
+
     def _reconfigured(self) -> None:
         """Set up again at the current sample rate and channel count after a change of configuration (a
         setting derived in :meth:`analyze_input`); the latency must not change, state restarts."""

@@ -176,6 +176,16 @@ def test_bad_parameters_name_the_parameter():
         BandwidthExtension.from_params({"model": "missing.safetensors"})
 
 
+def test_a_cutoff_set_after_building_applies_and_is_checked():
+    cut = pink_cut(11000, seconds=1.0)
+    restorer = BandwidthExtension(cutoff=16000)
+    restorer.process(cut, FS)
+    restorer.cutoff = 11000
+    np.testing.assert_array_equal(restorer.process(cut, FS), BandwidthExtension(cutoff=11000).process(cut, FS))
+    with pytest.raises(ParameterError, match="cutoff"):
+        restorer.cutoff = "banana"
+
+
 def test_yaml_round_trip(tmp_path: Path):
     chain = chain_from_yaml("steps:\n  - restorer: bandwidth\n    cutoff: 16000\n  - restorer: bandwidth\n")
     data = chain_to_data(chain, tmp_path)

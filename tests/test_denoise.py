@@ -106,6 +106,22 @@ def test_amount_zero_passes_through_bit_for_bit():
     np.testing.assert_array_equal(Denoise(amount_db=0).process(noisy, FS), noisy)
 
 
+def test_amount_set_after_building_applies_and_is_checked():
+    """As a pedalboard plugin's parameter, also while streaming: turning the gain on from 0 loads the network (it
+    ran with no weights before) and a bad value is refused (it was taken silently)."""
+    noisy = with_noise(music_like(seconds=2.0), 10.0)
+    restorer = Denoise(amount_db=0)
+    restorer.analyze_input(noisy, FS)
+    restorer.process(noisy[:, :4096], FS, reset=False)
+    restorer.amount_db = 12
+    fresh = Denoise(amount_db=12)
+    fresh.analyze_input(noisy, FS)
+    np.testing.assert_array_equal(restorer.process(noisy, FS, reset=False), fresh.process(noisy, FS, reset=False))
+    for bad in (-3, 41, "loud"):
+        with pytest.raises(ParameterError, match="amount_db"):
+            restorer.amount_db = bad
+
+
 def test_pure_streaming_without_analysis_passes_through_bit_for_bit():
     noisy = with_noise(music_like(seconds=1.0), 10.0)
     np.testing.assert_array_equal(stream(Denoise(), noisy, FS, 1000), noisy)

@@ -112,6 +112,23 @@ def test_coarse_bits_are_detected_and_smoothed_consistently(dither: bool) -> Non
     assert snr(clean, out) > snr(clean, damaged) + (3.0 if dither else 5.0)  # the known noise floor removed
 
 
+def test_settings_changed_after_building_apply_and_are_checked() -> None:
+    """As a pedalboard plugin's parameters: hold and bits set on a built restorer are what its next call uses (they
+    were fixed when built, and a change was silently ignored)."""
+    clean = music(seed=5)
+    held = Hold(4, phase=1).apply(clean, SR, np.random.default_rng(0))
+    coarse = Bits(6, dither=False).apply(clean, SR, np.random.default_rng(0))
+    restorer = Dequantize(hold=3, bits=24)
+    restorer.process(held, SR)
+    restorer.hold = 4
+    np.testing.assert_array_equal(restorer.process(held, SR), Dequantize(hold=4, bits=24).process(held, SR))
+    restorer.hold, restorer.bits = 1, 6
+    np.testing.assert_array_equal(restorer.process(coarse, SR), Dequantize(hold=1, bits=6).process(coarse, SR))
+    for name, bad in (("hold", 40), ("bits", "many")):
+        with pytest.raises(ParameterError, match=name):
+            setattr(restorer, name, bad)
+
+
 @pytest.mark.parametrize("pattern", [1, 100, 10000, RANDOM])
 @pytest.mark.parametrize("mode", ["hold", "bits"])
 def test_streaming_equals_one_shot(pattern: int | str, mode: str) -> None:

@@ -200,6 +200,19 @@ def test_bad_parameters_name_the_parameter(tmp_path: Path) -> None:
         DoubledSampleRepair("always").process(np.zeros((2, 1000), np.float32), 96000)
 
 
+def test_mode_and_parity_set_after_building_apply_and_are_checked() -> None:
+    damaged = doubled(music(seconds=1.0), parity=1)
+    restorer = DoubledSampleRepair("naive", parity=0)
+    restorer.process(damaged, SR)
+    restorer.mode, restorer.parity = "always", 1
+    np.testing.assert_array_equal(restorer.process(damaged, SR),
+                                  DoubledSampleRepair("always", parity=1).process(damaged, SR))
+    with pytest.raises(ParameterError, match="mode"):
+        restorer.mode = "sometimes"
+    with pytest.raises(ParameterError, match="parity"):
+        restorer.parity = 2
+
+
 def test_model_path_resolves_against_the_yaml_folder(tmp_path: Path) -> None:
     import shutil
 

@@ -335,19 +335,7 @@ class BandwidthExtension(Restorer):
                  base_dir: str | Path | None = None) -> None:
         super().__init__()
         where = "restorer: bandwidth"
-        if isinstance(cutoff, str) and cutoff.strip().lower() == "auto":
-            self.cutoff: float | str = "auto"
-        else:
-            try:
-                value = float(str(cutoff).lower().removesuffix("hz").strip()) if isinstance(cutoff, str) \
-                    else float(cutoff)
-            except (TypeError, ValueError):
-                raise ParameterError(f"cutoff: expects 'auto' or a frequency in Hz, got {cutoff!r}",
-                                     where=f"{where}.cutoff") from None
-            if not math.isfinite(value) or value < MIN_CUTOFF_HZ:
-                raise ParameterError(f"cutoff: {value:g} Hz is out of range: 'auto' or >= {MIN_CUTOFF_HZ:g} Hz",
-                                     where=f"{where}.cutoff")
-            self.cutoff = value
+        self.cutoff = cutoff
         self.model_path = (DEFAULT_WEIGHTS if model is None
                            else resolve_model_param(model, f"{where}.model", base_dir, ARCHITECTURE))
         self._model_param = model
@@ -360,6 +348,29 @@ class BandwidthExtension(Restorer):
         self._arrays: dict[str, np.ndarray] = {}
         self._spectrum: Any = None
         """The input's long-term spectrum from the last :meth:`analyze_input` (the fill's ducking reference)."""
+
+    @property
+    def cutoff(self) -> float | str:
+        """"auto" or the band limit in Hz; set (checked as in the constructor), it applies from the next call."""
+        return self._cutoff
+
+    @cutoff.setter
+    def cutoff(self, cutoff: float | str) -> None:
+        where = "restorer: bandwidth.cutoff"
+        if isinstance(cutoff, str) and cutoff.strip().lower() == "auto":
+            self._cutoff: float | str = "auto"
+        else:
+            try:
+                value = float(str(cutoff).lower().removesuffix("hz").strip()) if isinstance(cutoff, str) \
+                    else float(cutoff)
+            except (TypeError, ValueError):
+                raise ParameterError(f"cutoff: expects 'auto' or a frequency in Hz, got {cutoff!r}",
+                                     where=where) from None
+            if not math.isfinite(value) or value < MIN_CUTOFF_HZ:
+                raise ParameterError(f"cutoff: {value:g} Hz is out of range: 'auto' or >= {MIN_CUTOFF_HZ:g} Hz",
+                                     where=where)
+            self._cutoff = value
+        self._set_up_again()  # the fill's layout follows the cutoff
 
     def __repr__(self) -> str:
         return f"BandwidthExtension(cutoff={self.cutoff!r})"

@@ -595,19 +595,9 @@ class Denoise(SpectralRestorer):
                  base_dir: str | Path | None = None, hum_only: bool = False) -> None:
         super().__init__()
         where = "restorer: denoise"
-        if not isinstance(hum_only, bool):
-            raise ParameterError(f"hum_only: expects true or false, got {hum_only!r}", where=f"{where}.hum_only")
+        self._bypass: DelayLine | None = None
         self.hum_only = hum_only
-        try:
-            amount = float(str(amount_db).lower().removesuffix("db").strip()) if isinstance(amount_db, str) \
-                else float(amount_db)
-        except (TypeError, ValueError):
-            raise ParameterError(f"amount_db: expects a number of dB (0 … {MAX_AMOUNT_DB:g}), got {amount_db!r}",
-                                 where=f"{where}.amount_db") from None
-        if isinstance(amount_db, bool) or not 0.0 <= amount <= MAX_AMOUNT_DB:
-            raise ParameterError(f"amount_db: {amount_db!r} is out of range [0, {MAX_AMOUNT_DB:g}] dB",
-                                 where=f"{where}.amount_db")
-        self.amount_db = amount
+        self.amount_db = amount_db
         self.model_path = (DEFAULT_WEIGHTS if model is None
                            else resolve_model_param(model, f"{where}.model", base_dir, ARCHITECTURE))
         if model is not None:
@@ -630,7 +620,45 @@ class Denoise(SpectralRestorer):
         """Samples by which this restorer's input lags the input it analysed: the latency of restorers before it
         in ``restorer: auto`` (the hum is subtracted at the analysed input's sample positions)."""
         self._arrays: dict[str, np.ndarray] = {}
-        self._bypass: DelayLine | None = None
+
+    @property
+    def amount_db(self) -> float:
+        """The most any bin is attenuated, dB (0 … 40).  Set (checked as in the constructor), it applies from the
+        next frames; where it turns the gain on or off (to or from 0), from the next call."""
+        return self._amount_db
+
+    @amount_db.setter
+    def amount_db(self, amount_db: float | str) -> None:
+        where = "restorer: denoise.amount_db"
+        try:
+            amount = float(str(amount_db).lower().removesuffix("db").strip()) if isinstance(amount_db, str) \
+                else float(amount_db)
+        except (TypeError, ValueError):
+            raise ParameterError(f"amount_db: expects a number of dB (0 … {MAX_AMOUNT_DB:g}), got {amount_db!r}",
+                                 where=where) from None
+        if isinstance(amount_db, bool) or not 0.0 <= amount <= MAX_AMOUNT_DB:
+            raise ParameterError(f"amount_db: {amount_db!r} is out of range [0, {MAX_AMOUNT_DB:g}] dB", where=where)
+        self._amount_db = amount
+        self._gain_switched()
+
+    @property
+    def hum_only(self) -> bool:
+        """Subtract the hum and apply no gain; set, it applies from the next call."""
+        return self._hum_only
+
+    @hum_only.setter
+    def hum_only(self, hum_only: bool) -> None:
+        if not isinstance(hum_only, bool):
+            raise ParameterError(f"hum_only: expects true or false, got {hum_only!r}",
+                                 where="restorer: denoise.hum_only")
+        self._hum_only = hum_only
+        self._gain_switched()
+
+    def _gain_switched(self) -> None:
+        """After a setting changed: prepare again where the gain now runs or no longer does (the weights load, or
+        the bypass replaces the STFT); a changed amount alone applies from the next frames."""
+        if self._prepared is not None and (self._bypass is None) != self._gain_applies():
+            self._set_up_again()
 
     def __repr__(self) -> str:
         return f"Denoise(amount_db={self.amount_db:g}{', hum_only=True' if self.hum_only else ''})"

@@ -203,13 +203,33 @@ class Dequantize(Restorer):
 
     def __init__(self, hold: int | str = "auto", bits: int | str = "auto", model: str | Path | None = None) -> None:
         super().__init__()
-        self.hold = _setting(hold, "hold", 1, MAX_HOLD)
-        self.bits = _setting(bits, "bits", 2, 24)
+        self.hold = hold
+        self.bits = bits
         self.model = None if model is None else str(model)
         self._weights = load_weights(model)
-        self._factor = self.hold if isinstance(self.hold, int) and self.hold > 1 else None
+
+    @property
+    def hold(self) -> int | str:
+        """"auto" or the hold factor N; set (checked as in the constructor), it applies from the next call."""
+        return self._hold
+
+    @hold.setter
+    def hold(self, hold: int | str) -> None:
+        self._hold = _setting(hold, "hold", 1, MAX_HOLD)
+        self._factor = self._hold if isinstance(self._hold, int) and self._hold > 1 else None
         self._phase = 0
-        self._grid = self.bits if isinstance(self.bits, int) and self.bits <= MAX_BITS else None
+        self._set_up_again()  # the interpolator follows the factor
+
+    @property
+    def bits(self) -> int | str:
+        """"auto" or the bit depth b; set (checked as in the constructor), it applies from the next call."""
+        return self._bits
+
+    @bits.setter
+    def bits(self, bits: int | str) -> None:
+        self._bits = _setting(bits, "bits", 2, 24)
+        self._grid = self._bits if isinstance(self._bits, int) and self._bits <= MAX_BITS else None
+        self._set_up_again()
 
     @property
     def analyses_input(self) -> bool:

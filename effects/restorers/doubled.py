@@ -308,12 +308,7 @@ class DoubledSampleRepair(Restorer):
                  weights: tuple[dict[str, np.ndarray], dict[str, Any]] | None = None) -> None:
         super().__init__()
         where = where or f"restorer: {self.name}"
-        if mode not in MODES:
-            raise ParameterError(f"mode: expects one of {', '.join(MODES)}; got {mode!r}", where=f"{where}.mode")
-        if isinstance(parity, str) and parity.strip() in ("0", "1"):
-            parity = int(parity)
-        if isinstance(parity, bool) or parity not in PARITIES:
-            raise ParameterError(f"parity: expects auto, 0 or 1; got {parity!r}", where=f"{where}.parity")
+        self._where = where
         self.mode, self.parity = mode, parity
         self._model_param = model
         self.model_path = (DEFAULT_WEIGHTS if model is None
@@ -333,6 +328,32 @@ class DoubledSampleRepair(Restorer):
         self.regions: list[tuple[int, int]] | None = None
         """Detected damaged regions as sample ranges [start, end) (end may be sys.maxsize), or None: no analysis."""
         self._analysed_rate: float | None = None
+
+    @property
+    def mode(self) -> str:
+        """``detect``, ``always`` or ``naive``; set (checked as in the constructor), it applies from the next call."""
+        return self._mode
+
+    @mode.setter
+    def mode(self, mode: str) -> None:
+        if mode not in MODES:
+            raise ParameterError(f"mode: expects one of {', '.join(MODES)}; got {mode!r}", where=f"{self._where}.mode")
+        self._mode = mode
+        self._set_up_again()
+
+    @property
+    def parity(self) -> str | int:
+        """``auto``, 0 or 1; set (checked as in the constructor), it applies from the next call."""
+        return self._parity
+
+    @parity.setter
+    def parity(self, parity: str | int) -> None:
+        if isinstance(parity, str) and parity.strip() in ("0", "1"):
+            parity = int(parity)
+        if isinstance(parity, bool) or parity not in PARITIES:
+            raise ParameterError(f"parity: expects auto, 0 or 1; got {parity!r}", where=f"{self._where}.parity")
+        self._parity = parity
+        self._set_up_again()
 
     def __repr__(self) -> str:
         return f"DoubledSampleRepair(mode={self.mode!r}, parity={self.parity!r})"

@@ -334,10 +334,9 @@ class BandwidthExtension(Restorer):
     def __init__(self, cutoff: float | str = "auto", model: str | Path | None = None,
                  base_dir: str | Path | None = None) -> None:
         super().__init__()
-        where = "restorer: bandwidth"
         self.cutoff = cutoff
         self.model_path = (DEFAULT_WEIGHTS if model is None
-                           else resolve_model_param(model, f"{where}.model", base_dir, ARCHITECTURE))
+                           else resolve_model_param(model, "restorer: bandwidth.model", base_dir, ARCHITECTURE))
         self._model_param = model
         self.detected: float | None = None
         """Cutoff found by the last :meth:`analyze_input` (Hz), None for none or not analysed."""

@@ -594,12 +594,11 @@ class Denoise(SpectralRestorer):
     def __init__(self, amount_db: float = DEFAULT_AMOUNT_DB, model: str | Path | None = None,
                  base_dir: str | Path | None = None, hum_only: bool = False) -> None:
         super().__init__()
-        where = "restorer: denoise"
         self._bypass: DelayLine | None = None
         self.hum_only = hum_only
         self.amount_db = amount_db
         self.model_path = (DEFAULT_WEIGHTS if model is None
-                           else resolve_model_param(model, f"{where}.model", base_dir, ARCHITECTURE))
+                           else resolve_model_param(model, "restorer: denoise.model", base_dir, ARCHITECTURE))
         if model is not None:
             check_features(self.model_path)
         self._model_param = model

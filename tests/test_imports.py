@@ -1,7 +1,9 @@
-"""The chain engine stays free of torch: it loads only when a neural step is built."""
+"""The chain engine stays free of torch: it loads only when a neural step is built.  The tests import what is
+installed, whatever lies beside the clone."""
 
 import subprocess
 import sys
+from pathlib import Path
 
 MODULES = [
     "pedalchain", "pedalchain.effects", "pedalchain.chains.runner", "pedalchain.chains.yaml_io", "pedalchain.cli",
@@ -24,3 +26,9 @@ def test_applying_a_stock_chain_does_not_import_torch(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
+
+
+def test_the_folder_holding_the_clone_is_not_on_the_import_path():
+    """The repository root is a package; pytest's default import mode put its parent folder first on sys.path, where
+    a stray module (an attr.py beside the clone) shadowed an installed one and Ray's tests skipped as uninstalled."""
+    assert str(Path(__file__).resolve().parents[2]) not in sys.path

@@ -163,6 +163,12 @@ def test_refuses_unsupported_rates(fs):
         BandwidthExtension(cutoff=8000).process(np.zeros((2, 4096), np.float32), fs)
 
 
+def test_cutoff_takes_units_as_other_parameters_do():
+    assert chain_from_yaml("steps:\n  - restorer: bandwidth\n    cutoff: 16 kHz\n")[0].cutoff == 16000.0
+    with pytest.raises(ParameterError, match="cutoff"):
+        BandwidthExtension(cutoff="16 dB")
+
+
 def test_bad_parameters_name_the_parameter():
     with pytest.raises(ParameterError, match="cutoff"):
         BandwidthExtension(cutoff="banana")

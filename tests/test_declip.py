@@ -142,9 +142,11 @@ def test_a_threshold_set_after_building_takes_effect_and_is_checked() -> None:
         damaged, SR))
     restorer.threshold = "auto"
     np.testing.assert_array_equal(restorer.process(damaged, SR), Declip().process(damaged, SR))
-    for bad in (3.0, "loud"):
+    for bad in (3.0, "loud", False, "-3 Hz"):
         with pytest.raises(ParameterError, match="threshold"):
             restorer.threshold = bad
+    restorer.threshold = "-6 dBFS"  # units as other parameters take them
+    assert restorer.threshold == -6.0 and restorer.rails[0] == pytest.approx(10 ** (-6 / 20), rel=1e-5)
 
 
 @pytest.mark.parametrize("pattern", [1, 37, 4096, 10000, RANDOM])

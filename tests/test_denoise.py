@@ -117,9 +117,11 @@ def test_amount_set_after_building_applies_and_is_checked():
     fresh = Denoise(amount_db=12)
     fresh.analyze_input(noisy, FS)
     np.testing.assert_array_equal(restorer.process(noisy, FS, reset=False), fresh.process(noisy, FS, reset=False))
-    for bad in (-3, 41, "loud"):
+    for bad in (-3, 41, "loud", True, "12 Hz"):
         with pytest.raises(ParameterError, match="amount_db"):
             restorer.amount_db = bad
+    restorer.amount_db = "20 dB"
+    assert restorer.amount_db == 20.0
 
 
 def test_pure_streaming_without_analysis_passes_through_bit_for_bit():

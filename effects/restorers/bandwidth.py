@@ -47,6 +47,7 @@ import numpy as np
 
 from ...errors import ParameterError
 from ..streaming import DelayLine
+from ..units import parse_quantity
 from . import Restorer, resolve_model_param
 from .stft import FrameContext, StftStream, sqrt_hann, stft_size
 
@@ -359,13 +360,8 @@ class BandwidthExtension(Restorer):
         if isinstance(cutoff, str) and cutoff.strip().lower() == "auto":
             self._cutoff: float | str = "auto"
         else:
-            try:
-                value = float(str(cutoff).lower().removesuffix("hz").strip()) if isinstance(cutoff, str) \
-                    else float(cutoff)
-            except (TypeError, ValueError):
-                raise ParameterError(f"cutoff: expects 'auto' or a frequency in Hz, got {cutoff!r}",
-                                     where=where) from None
-            if not math.isfinite(value) or value < MIN_CUTOFF_HZ:
+            value = parse_quantity(cutoff, "Hz", "cutoff", where=where)  # 16000, "16 kHz"
+            if value < MIN_CUTOFF_HZ:
                 raise ParameterError(f"cutoff: {value:g} Hz is out of range: 'auto' or >= {MIN_CUTOFF_HZ:g} Hz",
                                      where=where)
             self._cutoff = value

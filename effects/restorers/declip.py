@@ -44,7 +44,6 @@ never analysed because the stream started with ``reset=False``) the input passes
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -54,6 +53,7 @@ import numpy as np
 from ...chains.detect import CLIP_MAX_SHARE, ClippingRails, clipping_rails
 from ...errors import ParameterError
 from ..streaming import DelayLine
+from ..units import parse_quantity
 from . import Restorer, on_threads, resolve_model_param
 from .lapack import solve_banded_spd
 
@@ -345,15 +345,12 @@ class Declip(Restorer):
 
     @threshold.setter
     def threshold(self, threshold: float | str) -> None:
-        if isinstance(threshold, str):
-            if threshold.strip().lower() != "auto":
-                raise ParameterError(f"threshold must be 'auto' or a level in dBFS, got {threshold!r}",
-                                     where="threshold")
+        if isinstance(threshold, str) and threshold.strip().lower() == "auto":
             self._threshold: float | str = "auto"
             self._rails: tuple[float | None, float | None] = (None, None)  # until an analysis finds them
             return
-        value = float(threshold)
-        if not (math.isfinite(value) and THRESHOLD_RANGE_DB[0] <= value <= THRESHOLD_RANGE_DB[1]):
+        value = parse_quantity(threshold, "dB", "threshold")  # -3, "-3 dBFS"
+        if not THRESHOLD_RANGE_DB[0] <= value <= THRESHOLD_RANGE_DB[1]:
             raise ParameterError(
                 f"threshold ({value:g} dBFS) must lie in [{THRESHOLD_RANGE_DB[0]:g}, {THRESHOLD_RANGE_DB[1]:g}] "
                 "dBFS, or be 'auto'", where="threshold")

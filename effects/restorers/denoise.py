@@ -62,6 +62,7 @@ import numpy as np
 from ...chains.audio_io import source_blocks
 from ...errors import ModelFileError, ParameterError
 from ..streaming import DelayLine
+from ..units import parse_quantity
 from . import on_threads, resolve_model_param
 from .bandwidth import DEFAULT_WEIGHTS as _BANDWIDTH_WEIGHTS
 from .bandwidth import load_weights
@@ -629,13 +630,8 @@ class Denoise(SpectralRestorer):
     @amount_db.setter
     def amount_db(self, amount_db: float | str) -> None:
         where = "restorer: denoise.amount_db"
-        try:
-            amount = float(str(amount_db).lower().removesuffix("db").strip()) if isinstance(amount_db, str) \
-                else float(amount_db)
-        except (TypeError, ValueError):
-            raise ParameterError(f"amount_db: expects a number of dB (0 … {MAX_AMOUNT_DB:g}), got {amount_db!r}",
-                                 where=where) from None
-        if isinstance(amount_db, bool) or not 0.0 <= amount <= MAX_AMOUNT_DB:
+        amount = parse_quantity(amount_db, "dB", "amount_db", where=where)  # 12, "12 dB"
+        if not 0.0 <= amount <= MAX_AMOUNT_DB:
             raise ParameterError(f"amount_db: {amount_db!r} is out of range [0, {MAX_AMOUNT_DB:g}] dB", where=where)
         self._amount_db = amount
         self._gain_switched()

@@ -364,23 +364,13 @@ class Declip(Restorer):
         unknown = set(params) - {"threshold", "model"}
         if unknown:
             raise ParameterError(f"declip takes threshold and model, not {', '.join(sorted(unknown))}", where=where)
-        threshold = params.get("threshold", "auto")
-        if isinstance(threshold, str) and threshold.strip().lower() != "auto":
-            text = threshold.strip().lower().removesuffix("dbfs").removesuffix("db").strip()
-            try:
-                threshold = float(text)
-            except ValueError:
-                raise ParameterError(f"threshold must be 'auto' or a level in dBFS, got {threshold!r}",
-                                     where=where) from None
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float, str)):
-            raise ParameterError(f"threshold must be 'auto' or a level in dBFS, got {threshold!r}", where=where)
         model = params.get("model")
         try:
             if model is not None:
                 model = resolve_model_param(model, "model", base_dir, ARCHITECTURE)
-            return cls(threshold, model)
+            return cls(params.get("threshold", "auto"), model)
         except ParameterError as error:
-            raise ParameterError(f"declip {error.message}", where=where) from None
+            raise ParameterError(f"declip: {error.message}", where=where) from None
 
     def params(self) -> dict[str, Any]:
         out: dict[str, Any] = {}

@@ -135,7 +135,7 @@ class Chain(Processor):
 
     def _changed(self) -> None:
         self._stages = None
-        self._prepared = None
+        self._set_up_again()
 
     def __len__(self) -> int:
         return len(self._steps)
@@ -266,7 +266,7 @@ class Chain(Processor):
         or the parity of doubled samples moves with it.  So the stages before it are rendered first
         (:func:`render_for_analysis`), once each however many analysing stages follow."""
         if self._use_rate(sample_rate):
-            self._prepared = None  # prepared with other stages
+            self._set_up_again()  # prepared with other stages
         notes = self.passed_over(sample_rate)
         stages = self.stages()
         with contextlib.ExitStack() as renders:

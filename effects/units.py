@@ -72,14 +72,17 @@ def accepted_suffixes(unit: str | None) -> str:
     return f"a plain number (in {unit}) or one of the units {spelled}"
 
 
-def _problem(name: str, value: Any, unit: str | None, why: str, where: str | None) -> ParameterError:
+def _problem(name: str, value: Any, unit: str | None, why: str, where: str | None,
+             word: str | None = None) -> ParameterError:
+    expected = accepted_suffixes(unit) if word is None else f"'{word}', {accepted_suffixes(unit)}"
     return ParameterError(
-        f"Value received for parameter '{name}' ({value!r}) {why}; expected {accepted_suffixes(unit)}",
+        f"Value received for parameter '{name}' ({value!r}) {why}; expected {expected}",
         where=where if where is not None else name,
     )
 
 
-def parse_quantity(value: Any, unit: str | None, name: str, *, where: str | None = None) -> float:
+def parse_quantity(value: Any, unit: str | None, name: str, *, where: str | None = None,
+                   word: str | None = None) -> float:
     """Convert ``value`` to a float in ``unit`` (the parameter's canonical unit; ``None`` = unitless).
 
     ``value`` is an int/float (already in ``unit``) or a string such as ``"440"``, ``"1.5 kHz"``,
@@ -88,34 +91,30 @@ def parse_quantity(value: Any, unit: str | None, name: str, *, where: str | None
     st/semitone(s)/cents for semitones; none for unitless parameters).
 
     Raises :class:`ParameterError` (``where`` defaults to ``name``) for bools, non-numbers, unknown or
-    mismatched units, and NaN/infinite values.
+    mismatched units, and NaN/infinite values.  ``word`` is a keyword the caller also accepts in place of a number
+    (``"auto"``, handled before this is called): the message lists it with the units.
     """
     if unit not in UNITS:
         raise ValueError(f"unknown canonical unit {unit!r}; expected one of {sorted(map(str, UNITS))}")
     if isinstance(value, bool):
-        raise _problem(name, value, unit, "is a boolean, not a number", where)
+        raise _problem(name, value, unit, "is a boolean, not a number", where, word)
     if isinstance(value, numbers.Real):
         number = float(value)
     elif isinstance(value, str):
         match = _QUANTITY.match(value)
         if match is None:
-            raise _problem(name, value, unit, "is not a number", where)
+            raise _problem(name, value, unit, "is not a number", where, word)
         number = float(match["number"])
         suffix = match["suffix"].lower()
         if suffix:
             factor = UNITS[unit].get(suffix)
             if factor is None:
                 target = f"{unit}" if unit else "a unitless value"
-                raise _problem(
-                    name,
-                    value,
-                    unit,
-                    f"has unit '{match['suffix']}', which cannot be converted to {target}",
-                    where,
-                )
+                raise _problem(name, value, unit,
+                               f"has unit '{match['suffix']}', which cannot be converted to {target}", where, word)
             number *= factor
     else:
-        raise _problem(name, value, unit, f"is a {type(value).__name__}, not a number", where)
+        raise _problem(name, value, unit, f"is a {type(value).__name__}, not a number", where, word)
     if not math.isfinite(number):
-        raise _problem(name, value, unit, "is not a finite number", where)
+        raise _problem(name, value, unit, "is not a finite number", where, word)
     return number

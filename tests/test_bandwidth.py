@@ -199,7 +199,7 @@ def test_yaml_round_trip(tmp_path: Path):
     again = chain_from_yaml(f"steps:\n  - restorer: bandwidth\n    cutoff: {data['steps'][0]['cutoff']}\n")
     audio = pink_cut(16000, seconds=1.0)
     assert_close(again.process(audio, FS), chain.steps[0].processor.process(audio, FS), "round trip")
-    with pytest.raises((ParameterError, ChainFileError), match="cutoff"):
+    with pytest.raises((ParameterError, ChainFileError), match=r"cutoff.*expected 'auto', a plain number \(in Hz\)"):
         chain_from_yaml("steps:\n  - restorer: bandwidth\n    cutoff: loud\n")
 
 

@@ -360,7 +360,7 @@ class BandwidthExtension(Restorer):
         if isinstance(cutoff, str) and cutoff.strip().lower() == "auto":
             self._cutoff: float | str = "auto"
         else:
-            value = parse_quantity(cutoff, "Hz", "cutoff", where=where)  # 16000, "16 kHz"
+            value = parse_quantity(cutoff, "Hz", "cutoff", where=where, word="auto")  # 16000, "16 kHz"
             if value < MIN_CUTOFF_HZ:
                 raise ParameterError(f"cutoff: {value:g} Hz is out of range: 'auto' or >= {MIN_CUTOFF_HZ:g} Hz",
                                      where=where)

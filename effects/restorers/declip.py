@@ -349,7 +349,7 @@ class Declip(Restorer):
             self._threshold: float | str = "auto"
             self._rails: tuple[float | None, float | None] = (None, None)  # until an analysis finds them
             return
-        value = parse_quantity(threshold, "dB", "threshold")  # -3, "-3 dBFS"
+        value = parse_quantity(threshold, "dB", "threshold", word="auto")  # -3, "-3 dBFS"
         if not THRESHOLD_RANGE_DB[0] <= value <= THRESHOLD_RANGE_DB[1]:
             raise ParameterError(
                 f"threshold ({value:g} dBFS) must lie in [{THRESHOLD_RANGE_DB[0]:g}, {THRESHOLD_RANGE_DB[1]:g}] "

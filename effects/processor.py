@@ -47,9 +47,16 @@ MAX_CHANNELS = 64
 def as_channels_first(audio: np.ndarray) -> tuple[np.ndarray, bool]:
     """Return ``(float32 array of shape (channels, samples), was_1d)``.
 
-    Raises ValueError for arrays that are not 1-D or 2-D, or that look channels-last.
+    Raises ValueError for arrays that are not 1-D or 2-D, that look channels-last, or whose samples are not
+    floating point.
     """
     array = np.asarray(audio)
+    if array.dtype.kind != "f":
+        # integer PCM as read by scipy.io.wavfile would otherwise be taken as amplitudes thousands of times full scale
+        raise ValueError(
+            f"audio is {array.dtype}; pedalchain takes float32 or float64 samples in [-1, 1], as pedalboard does "
+            "(integer PCM: divide by 2 ** (bits - 1), e.g. int16 / 32768)"
+        )
     if array.ndim == 1:
         return np.ascontiguousarray(array[np.newaxis, :], dtype=np.float32), True
     if array.ndim != 2:

@@ -218,6 +218,15 @@ def test_channels_last_input_raises() -> None:
         chain(np.zeros((1, 2, 100), np.float32), 44100)
 
 
+def test_integer_samples_are_refused_as_pedalboard_does() -> None:
+    """int16 PCM (scipy.io.wavfile's) is not taken as amplitudes 32767 x full scale; float64 is processed."""
+    chain = Chain([pedalboard.Gain(-6)])
+    for dtype in (np.int16, np.int32, np.uint8, bool):
+        with pytest.raises(ValueError, match=f"audio is {np.dtype(dtype)}; .*float32 or float64"):
+            chain(np.zeros((2, 100), dtype), 44100)
+    assert chain(np.full((2, 100), 0.5), 44100).dtype == np.float32
+
+
 def test_chain_is_list_like() -> None:
     gain, comp, verb = pedalboard.Gain(-3), pedalboard.Compressor(threshold_db=-20), pedalboard.Reverb()
     chain = Chain([gain], name="vocal")

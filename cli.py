@@ -151,6 +151,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PedalchainError as error:
         _error(str(error))
         return EXIT_FAILED
+    except BrokenPipeError:
+        # whoever read stdout stopped (`chain plugins | head`): stop quietly, as other command-line tools do; stdout
+        # goes to devnull so that Python's flush at exit does not fail on the closed pipe again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
     except OSError as error:  # disk full, permissions changing under us: still one line, no traceback
         _error(f"{error.filename or ''}: {error.strerror or error}".lstrip(": "))
         return EXIT_FAILED

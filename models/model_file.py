@@ -140,6 +140,8 @@ class ModelInfo:
     def summary_line(self) -> str:
         """One line for ``chain models``: name, architecture, size, rate, what it was trained on."""
         rate = f"{_number(self.sample_rate / 1000)} kHz" if self.sample_rate else "any rate"
+        if self.kind == "restorer":
+            rate = f"trained at {rate}, runs at the file's rate"
         esr = self.metrics.get("esr_holdout")
         fit = f", ESR {esr:.2g} on held-out audio" if isinstance(esr, (int, float)) else ""
         return f"{self.name:<16} {self.architecture}, {self.parameter_count:,} params, {rate}, {self.kind}{fit}"
@@ -495,8 +497,14 @@ def weights_dir() -> Path:
 
 
 def shipped_models() -> dict[str, Path]:
-    """Shipped model name -> file, over ``models/weights/*.safetensors``."""
+    """Shipped model name -> file, over ``models/weights/*.safetensors`` (emulators, for ``model: NAME``)."""
     return {path.stem: path for path in sorted(weights_dir().glob("*.safetensors"))}
+
+
+def shipped_restorer_models() -> dict[str, Path]:
+    """Restorer name -> its shipped weights, over ``models/weights/restorers/*.safetensors`` (``restorer: NAME``
+    loads them; they are not ``model:`` steps)."""
+    return {path.stem: path for path in sorted((weights_dir() / "restorers").glob("*.safetensors"))}
 
 
 def is_bare_name(spec: str | Path) -> bool:
@@ -512,6 +520,8 @@ def resolve_model(spec: str | Path, base_dir: str | Path) -> Path:
         shipped = shipped_models()
         if str(spec) in shipped:
             return shipped[str(spec)]
+        if str(spec) in shipped_restorer_models():
+            raise ModelFileError(f"is a restorer, not a model step: use '- restorer: {spec}'", where=str(spec))
         close = difflib.get_close_matches(str(spec), shipped, n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
         names = ", ".join(shipped) or "none"
@@ -565,19 +575,27 @@ def model_info(path: str | Path) -> ModelInfo:
 
 # -- CLI handlers --------------------------------------------------------------------------------------------------
 def describe_model_file(spec: str | Path) -> str:
-    """Text for ``chain info PATH``: a model file (.safetensors or .nam) or a shipped model's bare name."""
+    """Text for ``chain info PATH``: a model file (.safetensors or .nam), a shipped model's bare name, or a
+    restorer's (its shipped weights: training data and test metrics)."""
+    restorers = shipped_restorer_models()
+    if is_bare_name(spec) and str(spec) not in shipped_models() and str(spec) in restorers:
+        return model_info(restorers[str(spec)]).describe()
     return model_info(resolve_model(spec, Path.cwd())).describe()
 
 
 def describe_shipped_models() -> str:
     """Text for ``chain models``: one line per shipped model, then how to use one."""
     lines = []
-    for path in shipped_models().values():
-        try:
-            lines.append(read_model_info(path).summary_line())
-        except ModelFileError as error:
-            lines.append(f"{path.stem:<16} unreadable: {error.message}")
+    for group, how in ((shipped_models(), "use one in a chain with '- model: NAME'"),
+                       (shipped_restorer_models(), "restorers' weights, used by '- restorer: NAME'")):
+        for path in group.values():
+            try:
+                lines.append(read_model_info(path).summary_line())
+            except ModelFileError as error:
+                lines.append(f"{path.stem:<16} unreadable: {error.message}")
+        if group:
+            lines.append(f"  ({how})")
     if not lines:
         return "no shipped models"
-    lines.append("use one in a chain with '- model: NAME'; details with 'chain info NAME'")
+    lines.append("details, training data and test metrics: 'chain info NAME'")
     return "\n".join(lines)

@@ -132,6 +132,19 @@ def test_plugins_lists_builtins_with_units(capsys):
     assert "LowpassFilter" in out and "cutoff_frequency_hz" in out and "Hz" in out
 
 
+def test_a_reader_that_stops_early_gets_no_error(tmp_path: Path):
+    """`chain plugins | head -1`: the closed pipe ends the listing quietly, not with 'chain: error: Broken pipe'."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first write: every write fails with EPIPE
+    try:
+        result = subprocess.run([sys.executable, "-m", "pedalchain.cli", "plugins"], cwd=tmp_path, stdout=write_end,
+                                stderr=subprocess.PIPE, text=True, timeout=60)
+    finally:
+        os.close(write_end)
+    assert result.returncode != 0
+    assert result.stderr == ""
+
+
 # -- bad input --------------------------------------------------------------------------------------------
 
 
@@ -375,6 +388,17 @@ def test_models_and_info_describe_shipped_models(capsys):
     assert main(["info", "lowpass-5k"]) == 0
     info = capsys.readouterr().out
     assert "architecture     fir" in info and "receptive field  256 samples" in info and "48000 Hz" in info
+    # the restorers' shipped weights are listed too, and described by the restorer's name
+    assert "denoise          denoise-gain-mlp" in listing and "runs at the file's rate, restorer" in listing
+    assert main(["info", "denoise"]) == 0
+    info = capsys.readouterr().out
+    assert "kind             restorer" in info and "validation_at_10db" in info and "test_files" in info
+
+
+def test_a_restorer_named_as_a_model_step_points_to_the_restorer_step(tmp_path):
+    result = run_cli("check", str(_bad_yaml(tmp_path, "steps:\n  - model: denoise\n")), cwd=tmp_path)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "bad.yaml:2" in result.stderr and "use '- restorer: denoise'" in result.stderr
 
 
 def test_info_on_a_missing_model_is_one_line(tmp_path):

@@ -5,19 +5,16 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import re
 import struct
-import sys
 import tempfile
-import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 import soundfile as sf
 
+from ..effects.chatter import MPEG_DECODER_CHATTER, chatter_dropped
 from ..errors import AudioFileError, ParameterError
 from .atomic import publish, temporary_beside
 
@@ -196,7 +193,7 @@ def read_blocks(info: AudioInfo, block: int) -> Iterator[np.ndarray]:
             mpeg = info.path.suffix.lower() in MPEG_SUFFIXES
             scratch = stack.enter_context(tempfile.TemporaryFile()) if mpeg else None
             while True:
-                with decoder_chatter_dropped(scratch) if scratch is not None else contextlib.nullcontext():
+                with chatter_dropped(MPEG_DECODER_CHATTER, scratch) if mpeg else contextlib.nullcontext():
                     data = stream.read(block, dtype="float32", always_2d=True)
                 if not len(data):
                     break
@@ -207,45 +204,6 @@ def read_blocks(info: AudioInfo, block: int) -> Iterator[np.ndarray]:
                              where=info.path) from None
     if read < info.frames * 0.99:
         raise AudioFileError(f"truncated: announces {info.frames} samples, only {read} could be read", where=info.path)
-
-
-MPEG_DECODER_CHATTER = re.compile(rb"^\[src/libmpg123/[^\]\n]*\] (?:error|warning): [^\n]*(?:\n|$)", re.MULTILINE)
-"""A line libmpg123 prints from C about a frame it recovered from."""
-_stderr_lock = threading.Lock()
-
-
-@contextlib.contextmanager
-def decoder_chatter_dropped(scratch: BinaryIO) -> Iterator[None]:
-    """Inside, the process's stderr (fd 2) points at ``scratch`` (a temporary file, emptied here); on exit,
-    libmpg123's lines (:data:`MPEG_DECODER_CHATTER`) are dropped and anything else written meanwhile (another
-    thread's message) is passed on to stderr.  Without an fd 2 (a daemon), nothing is redirected.
-
-    Why: libsndfile's MP3 decoder prints frames it recovers from ("part2_3_length (1600) too large for available
-    bit count") straight to fd 2 when a file is read in blocks -- dozens of lines for a low-bitrate mono MP3 that
-    pedalboard itself encoded, none when it is read whole, and the samples agree with a whole read to 2e-7.  They
-    would bury our one-line messages."""
-    with _stderr_lock:
-        if sys.stderr is not None:
-            sys.stderr.flush()
-        try:
-            saved = os.dup(2)
-        except OSError:
-            yield
-            return
-        scratch.seek(0)
-        scratch.truncate()
-        os.dup2(scratch.fileno(), 2)
-        try:
-            yield
-        finally:
-            if sys.stderr is not None:
-                sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            scratch.seek(0)
-            passed_on = MPEG_DECODER_CHATTER.sub(b"", scratch.read())
-            while passed_on:
-                passed_on = passed_on[os.write(2, passed_on):]
 
 
 def finite_blocks(blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import gc
 import glob
 import hashlib
 import json
@@ -681,6 +682,19 @@ def _init_pool_worker(spec: ChainSpec, options: RunOptions, stop: Any) -> None:
     _pool_stop = stop
     _pool_renderer = Renderer.build(spec, options)
     pin_threads()
+    # freed while the worker exits, where the lines some plugins print when deleted can be dropped
+    import multiprocessing.util
+
+    multiprocessing.util.Finalize(None, _release_pool_renderer, exitpriority=10)
+
+
+def _release_pool_renderer() -> None:
+    global _pool_renderer
+    from ..effects.chatter import PLUGIN_TEARDOWN_CHATTER, chatter_dropped
+
+    with chatter_dropped(PLUGIN_TEARDOWN_CHATTER):
+        _pool_renderer = None
+        gc.collect()
 
 
 def _pool_render(item: WorkItem) -> Outcome:

@@ -24,7 +24,7 @@ from ..effects.native import NativeSegment, walk_plugins
 from ..effects.processor import Processor, input_analysed
 from ..effects.stock import BUILTIN_PLUGINS, check_sample_rate
 from ..effects.units import format_quantity
-from ..effects.vst3 import check_vst3_channels
+from ..effects.vst3 import prepare_vst3
 from ..errors import ParameterError
 
 StepObject = pedalboard.Plugin | Processor
@@ -431,6 +431,6 @@ def _check_step_format(processor: StepObject, sample_rate: float, num_channels: 
             if type(plugin).__name__ in BUILTIN_PLUGINS:
                 check_sample_rate(plugin, sample_rate)
             elif isinstance(plugin, pedalboard.VST3Plugin):
-                check_vst3_channels(plugin, num_channels)
+                prepare_vst3(plugin, num_channels)
     elif isinstance(processor, Processor):
         processor.check_format(sample_rate, num_channels)

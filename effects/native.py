@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Sequence
 
 import numpy as np
 import pedalboard
 
 from ..errors import StreamingError
+from .chatter import PLUGIN_TEARDOWN_CHATTER, chatter_dropped
 from .processor import Processor
 from .streaming import SampleFifo
 
@@ -51,9 +53,10 @@ class NativeSegment(Processor):
         self.board = pedalboard.Pedalboard(list(plugins))
         inner = [p for top in self.board for p in walk_plugins(top)]
         self.fixed_blocks = any(isinstance(p, FIXED_BLOCK_TYPES) for p in inner)
+        self.external = any(isinstance(p, pedalboard.ExternalPlugin) for p in inner)
         self.blockers = sorted({type(p).__name__ for p in inner if isinstance(p, NON_STREAMABLE_TYPES)})
         self.streamable = not self.blockers
-        self._sample_rate = 0.0
+        self._reset_due = False
         self._input: SampleFifo | None = None
         self._output: SampleFifo | None = None
 
@@ -67,8 +70,7 @@ class NativeSegment(Processor):
         )
 
     def _prepare(self, sample_rate: float, num_channels: int) -> int:
-        self._sample_rate = sample_rate
-        self.board.reset()
+        self._reset_board()
         block = FIXED_BLOCK_SIZE
         zeros = np.zeros((num_channels, block), np.float32)
         fed = returned = worst_lag = 0
@@ -82,19 +84,22 @@ class NativeSegment(Processor):
                 out_channels = out.shape[0]
                 if not self.fixed_blocks:
                     break
-        self.board.reset()
+        self._reset_due = True
         latency = worst_lag + (block - 1 + _LATENCY_MARGIN if self.fixed_blocks else 0)
         self._input = SampleFifo(num_channels) if self.fixed_blocks else None
         self._output = SampleFifo(out_channels) if latency or self.fixed_blocks else None
         return latency
 
+    def _reset_board(self) -> None:
+        with chatter_dropped(PLUGIN_TEARDOWN_CHATTER) if self.external else contextlib.nullcontext():
+            self.board.reset()  # pedalboard resets many external plugins by loading them afresh
+        self._reset_due = False
+
     def _reset_state(self) -> None:
-        self.board.reset()
-        # pedalboard takes the smaller dimension as channels and forgets the layout on reset; an empty
-        # block pins it, so a first block of 1 or 2 stereo samples is not read as mono.
-        channels = self._prepared[1] if self._prepared else 0
-        if channels:
-            self.board.process(np.zeros((channels, 0), np.float32), self._sample_rate, reset=False)
+        # done before the next block, not now: pedalboard prepares a plugin that is reset twice in a row (a reset
+        # here, then one before a one-shot render) for 0-sample buffers, and DPF plugins (zam-plugins) print
+        # assertion failures, then re-prepare while active at the next block
+        self._reset_due = True
         if self._input is not None:
             self._input.clear()
         if self._output is not None:
@@ -103,6 +108,13 @@ class NativeSegment(Processor):
 
     def _process_block(self, audio: np.ndarray, sample_rate: float) -> np.ndarray:
         count = audio.shape[1]
+        if self._reset_due:
+            self._reset_board()
+            # pedalboard takes the smaller dimension as channels and forgets the layout on reset: before a first
+            # block of no more samples than channels (1 or 2 stereo samples, read as mono) an empty block pins it.
+            # Only then: for an empty block pedalboard prepares the plugins for 0-sample buffers
+            if count <= audio.shape[0]:
+                self.board.process(np.zeros((audio.shape[0], 0), np.float32), sample_rate, reset=False)
         if self._output is None:
             out = self.board.process(audio, sample_rate, buffer_size=FIXED_BLOCK_SIZE, reset=False)
             if out.shape[1] != count:
@@ -122,4 +134,6 @@ class NativeSegment(Processor):
         return self._output.pop(count)
 
     def _process_whole(self, audio: np.ndarray, sample_rate: float, buffer_size: int) -> np.ndarray:
-        return self.board.process(audio, sample_rate, buffer_size=buffer_size, reset=True)
+        self._reset_due = False  # pedalboard resets the plugins itself
+        with chatter_dropped(PLUGIN_TEARDOWN_CHATTER) if self.external else contextlib.nullcontext():
+            return self.board.process(audio, sample_rate, buffer_size=buffer_size, reset=True)

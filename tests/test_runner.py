@@ -232,11 +232,11 @@ def test_the_mp3_decoders_frame_messages_are_dropped_and_other_stderr_passes(tmp
     assert np.allclose(whole, sf.read(str(path), dtype="float32", always_2d=True)[0].T, atol=1e-6)
 
     reading = threading.Event()
-    real = audio_io.decoder_chatter_dropped
+    real = audio_io.chatter_dropped
 
     @contextlib.contextmanager
-    def while_reading(scratch):
-        with real(scratch):
+    def while_reading(pattern, scratch):
+        with real(pattern, scratch):
             reading.set()
             yield
 
@@ -247,7 +247,7 @@ def test_the_mp3_decoders_frame_messages_are_dropped_and_other_stderr_passes(tmp
     other = threading.Thread(target=message)
     other.start()
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(audio_io, "decoder_chatter_dropped", while_reading)
+        patch.setattr(audio_io, "chatter_dropped", while_reading)
         for _ in audio_io.read_blocks(info, 8192):
             other.join(0.05)
     other.join()

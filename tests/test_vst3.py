@@ -13,7 +13,7 @@ import yaml
 from helpers import RANDOM, assert_close, noise_signal, require_vst3, stream, stream_raw
 from pedalchain import Chain, ParameterError, PluginLoadError, load_chain
 from pedalchain.chains.yaml_io import chain_from_yaml
-from pedalchain.effects.vst3 import MonoPerChannel, load_vst3
+from pedalchain.effects.vst3 import MonoPerChannel, load_vst3, probe_vst3, set_reset_kind
 
 READ_ONLY = ("gain_reduction_db", "buffer_size_frames", "sample_rate_frames", "output_level_db")
 """ZamCompX2's meters and host values: not settable, so never saved."""
@@ -152,15 +152,17 @@ def test_mono_only_plugin_runs_one_instance_per_channel(tube: Path) -> None:
     assert out.shape == audio.shape and np.isfinite(out).all()
     for channel in (0, 1):
         fresh = pedalboard.load_plugin(str(tube))
+        # loading runs noise through it (pedalboard's reset-kind guess): reloaded at its reset, it is really fresh
+        set_reset_kind(fresh, resets_exactly=False)
         for name, value in settings.items():
             setattr(fresh, name, value)
         alone = fresh(audio[channel : channel + 1], 44100)
-        # ZamTube itself is not deterministic (bare pedalboard: up to ~6e-3 between runs), so this only
-        # catches a swapped channel (~2); exact per-channel instances are checked with ZamComp below.
-        assert_close(out[channel : channel + 1], alone, f"dual-mono channel {channel} vs a fresh instance", atol=2e-2)
-    # ZamTube is not deterministic: bare pedalboard, same instance, reset, same input twice differs by up
-    # to ~6e-3 now and then. The exact streaming check is on ZamComp below.
-    assert_close(stream(chain, audio, 44100, 1024), out, "dual-mono streamed", atol=2e-2)
+        np.testing.assert_array_equal(out[channel : channel + 1], alone, f"dual-mono channel {channel}")
+    # ZamTube's own reset keeps state, and pedalboard took it for a full one about one load in six (output up to
+    # 6e-3 off after a reset): the probe finds it out and such a plugin is loaded afresh at every reset instead
+    assert not probe_vst3(tube).resets_exactly
+    np.testing.assert_array_equal(chain(audio, 44100), out, "one-shot again, after a reset")
+    np.testing.assert_array_equal(stream(chain, audio, 44100, 1024), out, "dual-mono streamed")
 
 
 def test_dual_mono_streams_exactly_with_a_deterministic_plugin() -> None:
@@ -240,3 +242,46 @@ def test_stereo_only_plugin_refuses_mono_input(comp: Path) -> None:
     with pytest.raises(ParameterError, match="ZamCompX2 processes 2 channel"):
         chain(noise_signal(1, 4410)[0], 44100)
     assert chain(noise_signal(2, 4410), 44100).shape == (2, 4410)
+
+
+# --- what the plugins print -------------------------------------------------------------------------------------------
+
+
+def test_a_reset_board_is_not_reset_again(tube: Path, capfd) -> None:
+    """pedalboard prepares a plugin reset twice in a row for 0-sample buffers, and DPF plugins print assertion
+    failures ("bufferSize >= 2", then "! fIsActive" at the next block): chains reset a board only after it ran.
+    Output is the same as from a plugin reset every time."""
+    chain = Chain([load_vst3(tube)])
+    audio = noise_signal(2, 20000, seed=4)
+    first = chain(audio, 44100)
+    chain.reset()
+    chain.reset()
+    streamed = np.concatenate([chain.process(audio[:, i:i + 5000], 44100, reset=False) for i in range(0, 20000, 5000)],
+                              axis=1)
+    again = chain(audio, 44100)
+    np.testing.assert_array_equal(first, again)
+    latency = chain.latency
+    np.testing.assert_array_equal(streamed[:, latency:], first[:, :20000 - latency])
+    assert "assertion failure" not in capfd.readouterr().err
+
+
+def test_chain_apply_with_a_dpf_plugin_prints_only_its_summary(tube: Path, tmp_path: Path) -> None:
+    """ZamTube (mono, one instance per channel; reset by reloading it) prints a pair of 'DPF warning: asked to
+    delete component' lines for every instance pedalboard deletes: when loading, resetting and at the end.  In
+    this process and in --jobs workers, stderr holds only our own lines."""
+    import subprocess
+    import sys
+
+    song = tmp_path / "song.wav"
+    sf.write(str(song), noise_signal(2, 44100, seed=5).T * 0.1, 44100, subtype="PCM_24")
+    mono = tmp_path / "mono.wav"
+    sf.write(str(mono), noise_signal(1, 44100, seed=6)[0] * 0.1, 44100, subtype="PCM_16")
+    chain = tmp_path / "tube.yaml"
+    chain.write_text(f"steps:\n  - vst3: {tube}\nloudness: -20\n")  # the loudness pass resets the chain again
+    for extra in ([str(song), "-o", str(tmp_path / "one.wav")], [str(song), str(mono), "-o", f"{tmp_path}/jobs/",
+                                                                   "--jobs", "2"]):
+        done = subprocess.run([sys.executable, "-m", "pedalchain.cli", "apply", str(chain), *extra],
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        assert "DPF" not in done.stderr and "assertion" not in done.stderr
+        assert "DPF" not in done.stdout and "assertion" not in done.stdout

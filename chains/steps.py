@@ -81,9 +81,12 @@ class StepKind(ABC):
 
 
 def yaml_number(value: Any) -> Any:
-    """Shortest YAML-friendly form of a plugin value: pedalboard stores float32, so print it as such."""
-    if isinstance(value, (bool, str)) or value is None:
+    """Shortest YAML-friendly form of a plugin value: pedalboard stores float32, so print it as such.  A VST3's
+    text values come as a subclass of str, which yaml's safe dumper refuses: plain str."""
+    if isinstance(value, bool) or value is None:
         return value
+    if isinstance(value, str):
+        return str(value)
     if isinstance(value, (float, np.floating)):
         shortest = float(str(np.float32(value)))
         return int(shortest) if shortest.is_integer() and abs(shortest) < 2**31 else shortest

@@ -285,3 +285,23 @@ def test_chain_apply_with_a_dpf_plugin_prints_only_its_summary(tube: Path, tmp_p
         assert done.returncode == 0, done.stderr
         assert "DPF" not in done.stderr and "assertion" not in done.stderr
         assert "DPF" not in done.stdout and "assertion" not in done.stdout
+
+
+def test_a_plugin_with_text_parameters_saves_and_checks(tube: Path, tmp_path: Path) -> None:
+    """ZamTube's tone_stack_model is a text parameter; pedalboard gives its value as a subclass of str, which the
+    YAML writer refused (`chain check` ended in a traceback, `save` failed)."""
+    import subprocess
+    import sys
+
+    chain = Chain([load_vst3(tube, {"tone_stack_model": "JTM 45", "tube_drive": 6.0})])
+    saved = tmp_path / "tube.yaml"
+    chain.save(saved)
+    data = yaml.safe_load(saved.read_text())
+    assert data["steps"][0]["tone_stack_model"] == "JTM 45" and data["steps"][0]["tube_drive"] == 6
+    again = load_chain(saved)
+    audio = noise_signal(2, 8000, seed=9)
+    np.testing.assert_array_equal(again(audio, 44100), chain(audio, 44100))
+    done = subprocess.run([sys.executable, "-m", "pedalchain.cli", "check", str(saved)], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "tone_stack_model: JTM 45" in done.stdout and "Traceback" not in done.stderr

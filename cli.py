@@ -144,12 +144,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _run(handler, args)
     finally:
-        # what the command loaded (a chain's VST3s sit in reference cycles) is freed here, where the lines some
-        # plugins print when deleted can be dropped, rather than at interpreter exit
+        # what the command loaded is freed here, where the lines some VST3s print when deleted can be dropped
         from .effects.chatter import PLUGIN_TEARDOWN_CHATTER, chatter_dropped
 
         with chatter_dropped(PLUGIN_TEARDOWN_CHATTER):
-            gc.collect()
+            _KEPT_TO_THE_END.clear()
+            gc.collect()  # plugins in reference cycles
+
+
+_KEPT_TO_THE_END: list[object] = []
+"""Chains a command built, held until :func:`main` frees them (see there)."""
+
+
+def _kept_to_the_end(chain: Chain) -> Chain:
+    _KEPT_TO_THE_END.append(chain)
+    return chain
 
 
 def _run(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
@@ -195,7 +204,7 @@ def _apply(args: argparse.Namespace) -> int:
     _check_executor_options(args)
     chain_path = resolve_chain_path(args.chain)
     spec = batch.ChainSpec.from_path(chain_path, args.plugin_timeout)
-    chain = spec.build()  # chain errors (exit 2) before any output folder or worker exists
+    chain = _kept_to_the_end(spec.build())  # chain errors (exit 2) before any output folder or worker exists
     if args.output:
         inputs = batch.expand_inputs(args.inputs, exclude=Path(args.output))
         where = f"inside the output folder {args.output}"
@@ -394,7 +403,7 @@ def _check(args: argparse.Namespace) -> int:
     from .chains.yaml_io import chain_to_data, load_chain, resolve_chain_path
 
     path = resolve_chain_path(args.chain)
-    chain = load_chain(path, plugin_timeout_s=args.plugin_timeout)
+    chain = _kept_to_the_end(load_chain(path, plugin_timeout_s=args.plugin_timeout))
     rate = args.sample_rate
     latency = chain.latency_at(rate, args.channels)
     data = chain_to_data(chain, path.parent)

@@ -301,6 +301,8 @@ class MonoPerChannel(Processor):
         return f"MonoPerChannel({self.plugin!r})"
 
     def _prepare(self, sample_rate: float, num_channels: int) -> int:
+        with chatter_dropped(PLUGIN_TEARDOWN_CHATTER):
+            self._segments = []  # the instances of an earlier preparation are deleted
         instances = [self.plugin]
         path = vst3_path(self.plugin)
         exact = self.plugin._reload_type == pedalboard.ExternalPluginReloadType.ClearsAudioOnReset

@@ -278,9 +278,12 @@ def test_chain_apply_with_a_dpf_plugin_prints_only_its_summary(tube: Path, tmp_p
     sf.write(str(mono), noise_signal(1, 44100, seed=6)[0] * 0.1, 44100, subtype="PCM_16")
     chain = tmp_path / "tube.yaml"
     chain.write_text(f"steps:\n  - vst3: {tube}\nloudness: -20\n")  # the loudness pass resets the chain again
-    for extra in ([str(song), "-o", str(tmp_path / "one.wav")], [str(song), str(mono), "-o", f"{tmp_path}/jobs/",
-                                                                   "--jobs", "2"]):
-        done = subprocess.run([sys.executable, "-m", "pedalchain.cli", "apply", str(chain), *extra],
+    phono = tmp_path / "phono.yaml"  # freed when the command returns (no reference cycle), ZamTube at the end
+    phono.write_text(f"steps:\n  - vst3: {require_vst3('ZamPhono')}\n")
+    for command in (["apply", str(chain), str(song), "-o", str(tmp_path / "one.wav")],
+                    ["apply", str(chain), str(song), str(mono), "-o", f"{tmp_path}/jobs/", "--jobs", "2"],
+                    ["apply", str(phono), str(song), "-o", str(tmp_path / "phono.wav")], ["check", str(phono)]):
+        done = subprocess.run([sys.executable, "-m", "pedalchain.cli", *command],
                               capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr
         assert "DPF" not in done.stderr and "assertion" not in done.stderr

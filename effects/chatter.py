@@ -22,7 +22,8 @@ pedalboard itself encoded, none when it is read whole, and the samples agree wit
 PLUGIN_TEARDOWN_CHATTER = re.compile(rb"^DPF warning: asked to delete component while [^\n]*(?:\n|$)", re.MULTILINE)
 """A pair of lines a DPF-built VST3 (zam-plugins) prints whenever its host deletes an instance that is still
 active: pedalboard never deactivates one first, when loading, when it reloads one to reset it, or at the end."""
-_stderr_lock = threading.Lock()
+_stderr_lock = threading.RLock()
+"""Re-entrant: a nested use (a plugin loaded while another is being freed) redirects again and restores in turn."""
 
 
 @contextlib.contextmanager

@@ -90,9 +90,13 @@ class NativeSegment(Processor):
         self._output = SampleFifo(out_channels) if latency or self.fixed_blocks else None
         return latency
 
+    def _teardown_chatter_dropped(self) -> contextlib.AbstractContextManager[None]:
+        """Around pedalboard's resets, which load many external plugins afresh (the old instance is deleted)."""
+        return chatter_dropped(PLUGIN_TEARDOWN_CHATTER) if self.external else contextlib.nullcontext()
+
     def _reset_board(self) -> None:
-        with chatter_dropped(PLUGIN_TEARDOWN_CHATTER) if self.external else contextlib.nullcontext():
-            self.board.reset()  # pedalboard resets many external plugins by loading them afresh
+        with self._teardown_chatter_dropped():
+            self.board.reset()
         self._reset_due = False
 
     def _reset_state(self) -> None:
@@ -135,5 +139,5 @@ class NativeSegment(Processor):
 
     def _process_whole(self, audio: np.ndarray, sample_rate: float, buffer_size: int) -> np.ndarray:
         self._reset_due = False  # pedalboard resets the plugins itself
-        with chatter_dropped(PLUGIN_TEARDOWN_CHATTER) if self.external else contextlib.nullcontext():
+        with self._teardown_chatter_dropped():
             return self.board.process(audio, sample_rate, buffer_size=buffer_size, reset=True)

@@ -147,6 +147,7 @@ def test_a_threshold_set_after_building_takes_effect_and_is_checked() -> None:
             restorer.threshold = bad
     restorer.threshold = "-6 dBFS"  # units as other parameters take them
     assert restorer.threshold == -6.0 and restorer.rails[0] == pytest.approx(10 ** (-6 / 20), rel=1e-5)
+    assert repr(restorer) == "Declip(threshold=-6.0)"
 
 
 @pytest.mark.parametrize("pattern", [1, 37, 4096, 10000, RANDOM])

@@ -124,9 +124,10 @@ def test_settings_changed_after_building_apply_and_are_checked() -> None:
     np.testing.assert_array_equal(restorer.process(held, SR), Dequantize(hold=4, bits=24).process(held, SR))
     restorer.hold, restorer.bits = 1, 6
     np.testing.assert_array_equal(restorer.process(coarse, SR), Dequantize(hold=1, bits=6).process(coarse, SR))
-    for name, bad in (("hold", 40), ("bits", "many")):
+    for name, bad in (("hold", 40), ("bits", "many"), ("bits", 21)):  # 21..23 had silently meant off
         with pytest.raises(ParameterError, match=name):
             setattr(restorer, name, bad)
+    assert repr(restorer) == "Dequantize(hold=1, bits=6)"
 
 
 @pytest.mark.parametrize("pattern", [1, 100, 10000, RANDOM])

@@ -76,6 +76,7 @@ class AutoRestore(Restorer):
         self._active: list[Restorer] = []
         self._pad: DelayLine | None = None
         self._channels = 0
+        self._analysed_rate: float | None = None
 
     def __repr__(self) -> str:
         active = ", ".join(restorer.name for restorer in self._active) or "passthrough"
@@ -159,6 +160,7 @@ class AutoRestore(Restorer):
                 route(f"band limit at {cutoff / 1000:.1f} kHz",
                       ("bandwidth", {"cutoff": float(cutoff)}, "extended", "left alone"))
         self._active = []
+        self._analysed_rate = float(sample_rate)
         outcomes: dict[int, list[str]] = {index: [] for index in findings_of}
         offset = 0  # the restorers run one after the other: each one's input lags the analysed one by this much
         for name, params, index, done, undone in sorted(chosen, key=lambda item: PIPELINE.index(item[0])):
@@ -183,8 +185,9 @@ class AutoRestore(Restorer):
     def _candidate(
         self, name: str, params: dict[str, Any], sample_rate: float, configured: bool = False
     ) -> Restorer | None:
-        """The restorer ``name`` (built once per parameter set), or None when it refuses this sample rate."""
-        key = f"{name}:{sorted(params.items())}" if configured else name
+        """The restorer ``name`` (built once per parameter set and sample rate), or None when it refuses this
+        sample rate."""
+        key = f"{name}@{sample_rate:g}:{sorted(params.items()) if configured else ''}"
         if key not in self._candidates:
             try:
                 restorer = restorer_class(name).from_params(dict(params), where=f"restorer: auto ({name})")
@@ -197,6 +200,8 @@ class AutoRestore(Restorer):
     # -- processing ----------------------------------------------------------------------------------------------
     def _prepare(self, sample_rate: float, num_channels: int) -> int:
         self._channels = num_channels
+        if self._analysed_rate != sample_rate:
+            self._active = []  # chosen for another rate: as without an analysis, nothing is applied
         total = 0
         for name in PIPELINE:
             candidate = self._candidate(name, {}, sample_rate)

@@ -358,6 +358,9 @@ class Declip(Restorer):
         level = 10 ** (value / 20)
         self._rails = (level * (1 - 1e-6), -level * (1 - 1e-6))
 
+    def __repr__(self) -> str:
+        return f"Declip(threshold={self.threshold!r})"
+
     @classmethod
     def from_params(cls, params: dict[str, Any], where: str | None = None,
                     base_dir: str | Path | None = None) -> Declip:

@@ -9,7 +9,8 @@ whole input in :meth:`Denoise.analyze_input` (files read in blocks, memory bound
    Hann-windowed spectra (0.5 Hz bins) on a fixed grid; a harmonic k x 50 or k x 60 Hz (up to 2 kHz) is hum
    when, in their sum, the highest bin within 1 Hz of it lies within 0.5 Hz of it and 10 dB over the median
    2–6 Hz either side, when it is steady (its amplitude and phase, measured in half-overlapping 1-second
-   windows, barely move: a kick drum or a bass note on the grid comes and goes), and when at least two
+   windows, barely move: a kick drum or a bass note on the grid comes and goes), when it is not one tooth of a
+   comb of lines (a loop repeating in a whole number of mains periods, :func:`comb_tooth`), and when at least two
    harmonics of that base that are not also multiples of the other base qualify, one of them among its first
    four, and each one reaches -96 dBFS.  Inputs under 1.5 s are not searched.  Each one's amplitude and
    phase per 2-second block (the median over the windows, so a passing note does not bias it) is interpolated
@@ -68,6 +69,7 @@ from .bandwidth import DEFAULT_WEIGHTS as _BANDWIDTH_WEIGHTS
 from .bandwidth import load_weights
 from .declip import runs_of
 from .stft import FrameContext, SpectralRestorer, sqrt_hann, stft_size
+from .tiles import BIN_TILE, columns_in_tiles
 
 ARCHITECTURE = "denoise-gain-mlp"
 DEFAULT_WEIGHTS = _BANDWIDTH_WEIGHTS.parent / "denoise.safetensors"
@@ -113,6 +115,13 @@ HUM_PEAK_DB = 10.0
 HUM_STEADY_DB = 5.0
 """...and be steady: the power of its median amplitude over a block's windows this far above the mean power of
 the windows' deviations from it (a kick drum's or a bass note's partial on the grid comes and goes)..."""
+HUM_COMB_HZ = (1.5, 6.0)
+"""...and not be a tooth of a comb: lines (peaks HUM_PEAK_DB over the 25th percentile within twice the largest
+spacing, and at most HUM_COMB_DB under the line itself) at the distances d and 2 d on both sides of it, d in this
+range, are the spectrum of a loop repeating every 1/d seconds, as steady as hum (a kick drum on every beat at
+150 bpm puts a line every 2.5 Hz, one of them on 60 Hz; at 120 bpm every 2 Hz, on 50 and 60 Hz); notes beside real
+hum do not line up so..."""
+HUM_COMB_DB = 20.0
 HUM_MIN_HARMONICS = 2
 """...and its base needs this many such harmonics that are not multiples of the other base as well (one tone on
 the grid is more likely a note)..."""
@@ -418,7 +427,8 @@ class NoiseProfiler:
             if (abs(top - centre) * hz <= HUM_TOLERANCE_HZ
                     and power[top] >= np.median(power[ring]) * 10 ** (HUM_PEAK_DB / 10)
                     and steady[index] >= unsteady[index] * 10 ** (HUM_STEADY_DB / 10)
-                    and peak_dbfs[index] >= HUM_MIN_DBFS):
+                    and peak_dbfs[index] >= HUM_MIN_DBFS
+                    and not comb_tooth(power, top, hz)):
                 found.append(index)
         # a multiple of both bases (300 Hz, 600 Hz, ...) says nothing about which one is there
         shared = np.all([self.hum_candidates % base == 0 for base in HUM_BASES_HZ], axis=0)
@@ -466,6 +476,22 @@ class NoiseProfiler:
         noise = self.floor_profile()
         level = 10 * math.log10(max(float(noise[low:].sum()) / stft_power_scale(self.n_fft) / 2, 1e-20))
         return share >= NOISE_FOUND_SHARE and level >= NOISE_FOUND_DBFS, share, level
+
+
+def comb_tooth(power: np.ndarray, line: int, hz: float) -> bool:
+    """Whether the line at bin ``line`` of ``power`` (the hum analysis's spectrum, ``hz`` per bin) is a tooth of a
+    comb (:data:`HUM_COMB_HZ`): lines at ``line`` +- d and +- 2 d bins, each found within a bin."""
+    low, high = (round(limit / hz) for limit in HUM_COMB_HZ)
+    reach = 2 * high + 1
+    if line - reach < 1 or line + reach + 1 >= len(power):
+        return False
+    around = np.arange(line - reach, line + reach + 1)
+    level = max(np.percentile(power[around[np.abs(around - line) > 1]], 25) * 10 ** (HUM_PEAK_DB / 10),
+                power[line] * 10 ** (-HUM_COMB_DB / 10))
+    peak = (power[around] >= level) & (power[around] >= power[around - 1]) & (power[around] >= power[around + 1])
+    offsets = around[peak] - line
+    return any(all(np.any(np.abs(offsets - side * step * spacing) <= 1) for side in (-1, 1) for step in (1, 2))
+               for spacing in range(low, high + 1))
 
 
 def analyse_noise(source: Path | np.ndarray, sample_rate: float, find_hum: bool = True
@@ -541,15 +567,19 @@ def gain_features(gamma: np.ndarray, sample_rate: float, spread_db: np.ndarray) 
 
 def mlp_gain(features: np.ndarray, arrays: dict[str, np.ndarray]) -> np.ndarray:
     """The gain network: ReLU hidden layers ``w0, b0, ...`` (w: inputs x units), sigmoid output;
-    features (FEATURES, ...) -> gains (...)."""
-    hidden = features.reshape(features.shape[0], -1)
+    features (FEATURES, ...) -> gains (...), on tiles of rows (:func:`~.tiles.columns_in_tiles`)."""
     layers = sum(1 for name in arrays if name.startswith("w"))
-    for index in range(layers):
-        hidden = arrays[f"w{index}"].T @ hidden
-        hidden += arrays[f"b{index}"][:, None]
-        if index < layers - 1:
-            np.maximum(hidden, 0.0, out=hidden)
-    return (1.0 / (1.0 + np.exp(-hidden[0]))).reshape(features.shape[1:])
+
+    def network(hidden: np.ndarray) -> np.ndarray:
+        for index in range(layers):
+            hidden = arrays[f"w{index}"].T @ hidden
+            hidden += arrays[f"b{index}"][:, None]
+            if index < layers - 1:
+                np.maximum(hidden, 0.0, out=hidden)
+        return hidden
+
+    output = columns_in_tiles(network, features.reshape(features.shape[0], -1), BIN_TILE)[0]
+    return (1.0 / (1.0 + np.exp(-output))).reshape(features.shape[1:])
 
 
 def spectral_subtraction_gain(power: np.ndarray, noise: np.ndarray, floor: float, over: float = 1.0) -> np.ndarray:

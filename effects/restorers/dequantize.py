@@ -27,7 +27,7 @@ dither): a spectral subtraction on the STFT frames of
 and each sample of the result is then limited to half a step from the input, so the output always rounds back
 to the input (consistent with the quantiser) and no artefact can exceed the quantisation error.  ``alpha`` per bit
 depth is fitted on quantised corpus audio (half with TPDF dither) by ``models/restore/fit_dequantize.py``.
-``bits: N`` states it, ``bits: 24`` (or more) turns it off.
+``bits: N`` states it (2 .. 20), ``bits: 24`` turns it off.
 
 Latency: n_fft - 1 samples of that STFT (2047 up to 50 kHz, 4095 above), fixed whatever is detected.  Without
 detection (or never analysed, with ``auto``) the input passes through, delayed.
@@ -51,6 +51,8 @@ DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "models" / "weights" / "
 MAX_HOLD = 16
 MAX_BITS = 20
 """Finest grid ``bits: N`` acts on."""
+OFF_BITS = 24
+"""``bits: 24`` turns the bit-depth smoothing off."""
 COARSE_BITS = 14
 """Finest grid ``bits: auto`` looks for: a 16- or 24-bit file is not "coarse", it is how audio is stored."""
 HALF_TAPS = 16
@@ -227,13 +229,20 @@ class Dequantize(Restorer):
 
     @bits.setter
     def bits(self, bits: int | str) -> None:
-        self._bits = _setting(bits, "bits", 2, 24)
+        bits = _setting(bits, "bits", 2, OFF_BITS)
+        if isinstance(bits, int) and MAX_BITS < bits < OFF_BITS:
+            raise ParameterError(f"bits must be 'auto', a whole number 2..{MAX_BITS} or {OFF_BITS} (off), got {bits}",
+                                 where="bits")
+        self._bits = bits
         self._grid = self._bits if isinstance(self._bits, int) and self._bits <= MAX_BITS else None
         self._set_up_again()
 
     @property
     def analyses_input(self) -> bool:
         return self.hold != 1 or self.bits == "auto"  # a stated hold still takes its phase from the input
+
+    def __repr__(self) -> str:
+        return f"Dequantize(hold={self.hold!r}, bits={self.bits!r})"
 
     @classmethod
     def from_params(cls, params: dict[str, Any], where: str | None = None,

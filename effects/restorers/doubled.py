@@ -52,6 +52,7 @@ from ...errors import ParameterError
 from ..streaming import DelayLine
 from . import Restorer, on_threads, resolve_model_param
 from .stft import WHOLE_BLOCK, FrameContext, StftStream, one_shot_blas_limited, sqrt_hann
+from .tiles import FRAME_TILE, columns_in_tiles
 
 ARCHITECTURE = "doubled-samples-spectral"
 """The ``architecture`` of the model files this restorer runs."""
@@ -158,7 +159,11 @@ def low_band_features(power: np.ndarray, config: dict[str, Any]) -> np.ndarray:
     quarter = int(config["n_fft"]) // 4
     if config["variant"] == "bins-linear":
         return np.log10(np.maximum(power[:, : quarter + 1], POWER_FLOOR)).transpose(0, 2, 1)
-    bands = np.matmul(band_matrix(1, quarter, int(config["low_bands"])), power[:, 1 : quarter + 1]).transpose(0, 2, 1)
+    matrix = band_matrix(1, quarter, int(config["low_bands"]))
+    channels, _, frames = power.shape
+    by_frame = power[:, 1 : quarter + 1].transpose(1, 0, 2).reshape(quarter, channels * frames)
+    bands = columns_in_tiles(lambda tiles: matrix @ tiles, by_frame, FRAME_TILE)
+    bands = bands.reshape(-1, channels, frames).transpose(1, 2, 0)
     logs = np.log10(np.maximum(bands, POWER_FLOOR))
     behind, ahead = int(config["lookbehind"]), int(config["lookahead"])
     count = logs.shape[1] - behind - ahead
@@ -169,15 +174,19 @@ def run_network(features: np.ndarray, arrays: dict[str, np.ndarray]) -> np.ndarr
     """Standardise ``features`` (..., in) with ``feature_mean``/``feature_std`` and run the dense layers
     ``w0, b0, w1, b1, ...`` (ReLU between, linear output): (..., out) float32."""
     leading = features.shape[:-1]
-    # one contiguous 2-D matrix: numpy's matmul on a strided 3-D view skips BLAS (50x slower here)
     hidden = ((features - arrays["feature_mean"]) / arrays["feature_std"]).reshape(-1, features.shape[-1])
-    hidden = np.ascontiguousarray(hidden, dtype=np.float32)
     layers = sum(1 for name in arrays if name.startswith("w"))
-    for index in range(layers):
-        hidden = hidden @ arrays[f"w{index}"] + arrays[f"b{index}"]
-        if index < layers - 1:
-            np.maximum(hidden, 0.0, out=hidden)
-    return hidden.reshape(*leading, hidden.shape[-1])
+
+    def network(hidden: np.ndarray) -> np.ndarray:  # a frame per column
+        for index in range(layers):
+            hidden = arrays[f"w{index}"].T @ hidden
+            hidden += arrays[f"b{index}"][:, None]
+            if index < layers - 1:
+                np.maximum(hidden, 0.0, out=hidden)
+        return hidden
+
+    output = columns_in_tiles(network, hidden.T, FRAME_TILE)
+    return output.T.reshape(*leading, output.shape[0])
 
 
 def predicted_log_power(power: np.ndarray, arrays: dict[str, np.ndarray], config: dict[str, Any]) -> np.ndarray:
@@ -192,7 +201,9 @@ def predicted_log_power(power: np.ndarray, arrays: dict[str, np.ndarray], config
     predicted = run_network(low_band_features(power, config), arrays)
     if config["variant"] == "bins-linear":
         return predicted + offset
-    smooth = predicted @ interpolation_matrix(quarter, int(config["high_bands"]))
+    across = interpolation_matrix(quarter, int(config["high_bands"])).T
+    smooth = columns_in_tiles(lambda tiles: across @ tiles, predicted.reshape(-1, predicted.shape[-1]).T, FRAME_TILE)
+    smooth = smooth.T.reshape(*predicted.shape[:-1], quarter)
     if config.get("target", "residual") == "absolute":
         return smooth + offset
     behind = int(config.get("lookbehind", 0))
@@ -352,7 +363,7 @@ class DoubledSampleRepair(Restorer):
             parity = int(parity)
         if isinstance(parity, bool) or parity not in PARITIES:
             raise ParameterError(f"parity: expects auto, 0 or 1; got {parity!r}", where=f"{self._where}.parity")
-        self._parity = parity
+        self._parity = parity if parity == "auto" else int(parity)
         self._set_up_again()
 
     def __repr__(self) -> str:
@@ -404,7 +415,8 @@ class DoubledSampleRepair(Restorer):
                 self.regions.append((round(start_s * sample_rate), end))
         self._reconfigured()
         if not found["detected"]:
-            return [f"{self.name}: no doubled samples found" + (", passed through" if self.mode == "detect" else "")]
+            done = ", passed through" if self.mode == "detect" else f"; mode {self.mode}: repaired throughout, parity 0"
+            return [f"{self.name}: no doubled samples found{done}"]
         parity_note = (f"parity {self.detected_parity}" if self.parity == "auto"
                        else f"parity {self.detected_parity} detected, {self.parity} forced")
         return [f"{self.name}: doubled samples in {found['share']:.0%} of the input ({parity_note}): "

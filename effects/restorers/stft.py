@@ -189,15 +189,19 @@ class StftStream:
         self._overlap_add(frames)
 
     def _overlap_add(self, frames: np.ndarray) -> None:
-        """Overlap-add (channels, F, n_fft) synthesis frames onto the carried tail; push the completed hops."""
+        """Overlap-add (channels, F, n_fft) synthesis frames onto the carried tail; push the completed hops.
+
+        Every output sample is summed in the order of its frames, oldest first, starting from the tail (the
+        earlier batches' frames): float32 sums in another order differ in the last bit, and the output would
+        depend on how the input was split into blocks."""
         channels, count, n_fft = frames.shape
         hop, overlap = self.hop, n_fft // self.hop
         total = np.zeros((channels, count + overlap - 1, hop), np.float32)
+        total.reshape(channels, -1)[:, : n_fft - hop] = self._tail
         parts = frames.reshape(channels, count, overlap, hop)
-        for shift in range(overlap):  # R passes over all frames at once instead of F passes over R pieces
+        for shift in reversed(range(overlap)):  # R passes over all frames at once instead of F passes over R pieces
             total[:, shift : shift + count] += parts[:, :, shift]
         total = total.reshape(channels, -1)
-        total[:, : n_fft - hop] += self._tail
         self._output.push(total[:, : count * hop])
         self._tail = total[:, count * hop :].copy()
 

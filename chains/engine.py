@@ -110,6 +110,7 @@ class Chain(Processor):
     Args:
         steps: pedalboard plugins, pedalchain Processors or :class:`Step` objects.
         name: a label, written to YAML by :meth:`save`.
+        description: a line saying what the chain is for (``chain presets`` shows a preset's), written to YAML.
         loudness_lufs: integrated loudness target (LUFS) applied by the file runner after the chain
             in a second pass; buffers processed with ``chain(audio, sr)`` are not normalised.
     """
@@ -119,12 +120,16 @@ class Chain(Processor):
         steps: Iterable[StepObject | Step] = (),
         name: str | None = None,
         loudness_lufs: float | None = None,
+        description: str | None = None,
     ) -> None:
         super().__init__()
         self.name = name
+        self.description = description
         self.loudness_lufs = loudness_lufs
         self._steps: list[Step] = [self._as_step(item) for item in steps]
         self._stages: list[Processor] | None = None
+        self._built_from: list[tuple[int, float, bool, float | None]] = []
+        """:meth:`_layout` when the stages were built."""
         self._rate: float | None = None
         """The sample rate the stages were built for (steps with ``min_rate_hz`` above it left out)."""
 
@@ -218,9 +223,18 @@ class Chain(Processor):
 
     def stages(self) -> list[Processor]:
         """What actually runs: native segments and Python processors, bypassed steps left out."""
-        if self._stages is None:
+        if self._stages is None or self._layout() != self._built_from:
+            self._built_from = self._layout()
             self._stages = self._build_stages()
         return self._stages
+
+    def _layout(self) -> list[tuple[int, float, bool, float | None]]:
+        """What the stages are built from: each step's processor and keywords.  The Step objects are live (a
+        bypass set on ``chain.step("comp")`` applies from the next call)."""
+        return [(id(step.processor), step.wet, step.bypass, step.min_rate_hz) for step in self._steps]
+
+    def _runs(self) -> list[Processor]:
+        return self.stages()
 
     def _build_stages(self) -> list[Processor]:
         stages: list[Processor] = []

@@ -138,6 +138,7 @@ def chain_from_yaml(
     builder = _Builder(label, base_dir, plugin_timeout_s)
     chain = builder.chain(data["steps"], f"{label}:{data.key_lines['steps']}")
     chain.name = str(data["name"]) if data.get("name") is not None else (source.stem if source else None)
+    chain.description = str(data["description"]) if data.get("description") is not None else None
     chain.loudness_lufs = _loudness(data, label)
     return chain
 
@@ -243,6 +244,8 @@ def chain_to_data(chain: Chain, base_dir: Path) -> dict[str, Any]:
     data: dict[str, Any] = {}
     if chain.name:
         data["name"] = chain.name
+    if chain.description:
+        data["description"] = chain.description
     data["steps"] = _dump_steps(chain, context)
     if chain.loudness_lufs is not None:
         data["loudness"] = chain.loudness_lufs

@@ -33,6 +33,9 @@ class DryWet(Processor):
     def __repr__(self) -> str:
         return f"DryWet({self.inner!r}, wet={self.wet:g})"
 
+    def _runs(self) -> Sequence[Processor]:
+        return (self.inner,)
+
     def _prepare(self, sample_rate: float, num_channels: int) -> int:
         latency = self.inner.latency_at(sample_rate, num_channels)
         self._dry = DelayLine(num_channels, latency)
@@ -79,6 +82,9 @@ class Parallel(Processor):
 
     def __repr__(self) -> str:
         return f"Parallel({self.branches!r})"
+
+    def _runs(self) -> Sequence[Processor]:
+        return self.branches
 
     def _prepare(self, sample_rate: float, num_channels: int) -> int:
         latencies = [branch.latency_at(sample_rate, num_channels) for branch in self.branches]

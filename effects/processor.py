@@ -11,6 +11,8 @@ Streaming contract (every Processor, ours and wrapped):
   resets first, as pedalboard does.
 * ``process(audio, sr, reset=True)`` (the default) resets, processes the whole buffer and returns it
   aligned with the input (latency removed, tail cut at the input length): pedalboard's one-shot semantics.
+  A ``reset=False`` call after it starts from a reset state (pedalboard's plugins carry on from the state
+  that call, its latency flushed with zeros, left behind).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -90,6 +92,8 @@ class Processor(ABC):
     def __init__(self) -> None:
         self._prepared: tuple[float, int] | None = None
         self._latency = 0
+        self._run_latencies: list[int] = []
+        """The latency of each processor of :meth:`_runs` when this one was prepared."""
         self._needs_reset = True
 
     # -- public protocol ---------------------------------------------------------------------------------
@@ -113,7 +117,7 @@ class Processor(ABC):
         audio, was_1d = as_channels_first(input_array)
         self._ensure_prepared(float(sample_rate), audio.shape[0], force_reset=reset)
         if reset:
-            out = self._one_shot(audio, float(sample_rate), int(buffer_size))
+            out = self._one_shot(audio, float(sample_rate), int(buffer_size)) if audio.shape[1] else audio.copy()
             self._needs_reset = True
         else:
             if not self.streamable:
@@ -196,11 +200,33 @@ class Processor(ABC):
         state follows was changed."""
         self._prepared = None
 
+    def _runs(self) -> Sequence[Processor]:
+        """The processors this one runs inside it (a chain's stages, a blend's inner one): their latency is part
+        of this one's."""
+        return ()
+
+    def _stale(self) -> bool:
+        """Whether this processor must prepare afresh before its next call although its format did not change:
+        a processor it runs has a latency other than the one this one was prepared with (a nested chain got a
+        step, a restorer's setting moved its latency).  One that only has to prepare itself again, its latency
+        the same, is prepared here and this one carries on."""
+        runs = self._runs()
+        if len(runs) != len(self._run_latencies):
+            return True
+        for inner, latency in zip(runs, self._run_latencies, strict=True):
+            if inner._prepared != self._prepared or inner._stale():
+                if inner.latency_at(*self._prepared) != latency:
+                    return True
+            elif inner._latency != latency:
+                return True
+        return False
+
     def _reconfigured(self) -> None:
         """Set up again at the current sample rate and channel count after a change of configuration (a
         setting derived in :meth:`analyze_input`); the latency must not change, state restarts."""
         if self._prepared is not None:
             latency = int(self._prepare(*self._prepared))
+            self._run_latencies = [inner._latency for inner in self._runs()]
             if latency != self._latency:
                 raise StreamingError(f"{type(self).__name__}: latency changed from {self._latency} to {latency}")
             self._reset_state()
@@ -209,9 +235,10 @@ class Processor(ABC):
         return f"{type(self).__name__} cannot stream; process whole buffers with reset=True"
 
     def _ensure_prepared(self, sample_rate: float, num_channels: int, force_reset: bool) -> None:
-        if self._prepared != (sample_rate, num_channels):
+        if self._prepared != (sample_rate, num_channels) or self._stale():
             self._latency = int(self._prepare(sample_rate, num_channels))
             self._prepared = (sample_rate, num_channels)
+            self._run_latencies = [inner._latency for inner in self._runs()]
             self._reset_state()
         elif force_reset or self._needs_reset:
             self._reset_state()

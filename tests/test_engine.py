@@ -300,9 +300,41 @@ def test_bypass_leaves_audio_untouched() -> None:
     assert np.array_equal(chain(audio, 44100), audio)
     assert chain.latency_at(44100, 2) == 0
     assert np.array_equal(stream(chain, audio, 44100, 333), audio)
-    chain.step(0).bypass = False  # the Step objects are live, but the engine only sees it when the chain changes
-    chain[0] = chain.step(0)
+    chain.step(0).bypass = False  # the Step objects are live
     assert_close(chain(audio, 44100), audio * np.float32(10 ** (12 / 20)), "un-bypassed gain", atol=1e-5)
+
+
+def test_step_keywords_changed_after_a_run_apply_from_the_next_call() -> None:
+    audio = noise_signal(2, 8000, seed=8)
+    limiter = pedalboard.BrickwallLimiter(ceiling_db=-12)
+    chain = Chain([pedalboard.Gain(-6)])
+    chain.append(limiter, id="limit", bypass=True)
+    assert chain.latency_at(44100, 2) == 0
+    assert_close(chain(audio, 44100), pedalboard.Gain(-6)(audio, 44100), "limiter bypassed")
+    chain.step("limit").bypass = False  # the limiter's latency joins: the output must stay aligned
+    expected = pedalboard.Pedalboard([pedalboard.Gain(-6), limiter])(audio, 44100)
+    assert_close(chain(audio, 44100), expected, "limiter on")
+    assert chain.latency > 0
+    chain.step("limit").wet = 0.5
+    assert_close(chain(audio, 44100), 0.5 * expected + 0.5 * pedalboard.Gain(-6)(audio, 44100), "wet 0.5")
+    assert_close(stream(chain, audio, 44100, 700), 0.5 * expected + 0.5 * pedalboard.Gain(-6)(audio, 44100),
+                 "wet 0.5 streamed")
+
+
+def test_a_nested_chain_changed_after_a_run_keeps_the_outer_one_aligned() -> None:
+    audio = noise_signal(2, 8000, seed=9)
+    limiter = pedalboard.BrickwallLimiter(ceiling_db=-12)
+    inner, branch = Chain([pedalboard.Gain(0)]), Chain([pedalboard.Gain(-6)])
+    outer = Chain([inner, Parallel([branch, Chain([pedalboard.Gain(-6)])])])
+    half = np.float32(10 ** (-6 / 20))
+    assert_close(outer(audio, 44100), 2 * half * audio, "before")
+    inner.append(limiter)  # latency 221 samples, which the outer chain must now remove
+    branch.append(pedalboard.BrickwallLimiter(ceiling_db=-12))  # the other branch must be delayed to align
+    limited = pedalboard.Pedalboard([limiter])(audio, 44100)
+    expected = pedalboard.Pedalboard([pedalboard.BrickwallLimiter(ceiling_db=-12)])(limited * half, 44100)
+    expected = expected + limited * half
+    assert_close(outer(audio, 44100), expected, "after the nested changes")
+    assert outer.latency == 2 * inner.latency > 0
 
 
 def test_nested_chain_equals_flat_pedalboard() -> None:
@@ -397,6 +429,7 @@ def test_min_rate_passes_a_step_over_below_its_rate() -> None:
 
 ROUND_TRIP_YAML = """\
 name: round trip
+description: every kind of step
 loudness: -16 LUFS
 steps:
   - plugin: HighpassFilter
@@ -454,6 +487,7 @@ def test_yaml_round_trip(tmp_path: Path) -> None:
     reloaded = load_chain(target)
     assert chain_to_data(reloaded, source_dir) == chain_to_data(original, source_dir)
     assert reloaded.name == "round trip" and reloaded.loudness_lufs == -16
+    assert reloaded.description == "every kind of step"
     assert [s.id for s in reloaded.steps] == [None, "ladder", None, "grit", None, None]
     assert [s.wet for s in reloaded.steps] == [1.0, 1.0, 1.0, 0.4, 1.0, 0.75]
     assert [s.bypass for s in reloaded.steps] == [False, False, False, False, True, False]

@@ -116,6 +116,15 @@ def test_any_block_split_equals_whole_buffer(models_dir, name, channels, pattern
     assert_close(stream(processor, audio, SR, pattern), whole, f"{name} {channels} ch, blocks {pattern}", TOLERANCE)
 
 
+@pytest.mark.parametrize("rate", [SR, 44100])
+@pytest.mark.parametrize("name", ["fir", "lstm"])
+def test_empty_input_gives_empty_output(models_dir, name, rate):
+    """As pedalboard's plugins do; at the model's own rate the FIR's convolution had raised on it."""
+    processor = load(models_dir, name)
+    assert processor(np.zeros((2, 0), np.float32), rate).shape == (2, 0)
+    assert processor(np.zeros(0, np.float32), rate).shape == (0,)
+
+
 def test_channels_are_independent_streams(models_dir):
     processor = load(models_dir, "lstm")
     stereo = noise_signal(2, SR // 2, seed=4)

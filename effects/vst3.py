@@ -228,13 +228,26 @@ def load_vst3(
     timeout_s: float = DEFAULT_PLUGIN_TIMEOUT_S,
 ) -> pedalboard.VST3Plugin | MonoPerChannel:
     """Load a VST3 plugin safely: probe (with timeout), validate parameters, restore ``state``, then
-    apply ``parameter_values``.  A mono-only plugin comes back wrapped in :class:`MonoPerChannel`."""
+    apply ``parameter_values`` that differ from what the state gives.  A mono-only plugin comes back wrapped in
+    :class:`MonoPerChannel`.
+
+    A saved chain holds both the state and every parameter's value read back from it; setting a value the state
+    already gives is not a no-op (pedalboard's setter goes through the plugin's normalised 0..1 range and back:
+    ZamCompX2's ratio 4 came back as 4.002), so only a value edited in the YAML is set."""
     info = probe_vst3(path, timeout_s)
     values = validate_vst3_params(info, parameter_values or {})
     plugin = _load_in_process(info.path, state, info.resets_exactly)
     for name, value in values.items():
-        setattr(plugin, name, value)
+        if state is None or not _same_value(getattr(plugin, name), value):
+            setattr(plugin, name, value)
     return plugin if info.stereo else MonoPerChannel(plugin)
+
+
+def _same_value(current: Any, wanted: Any) -> bool:
+    """Whether a parameter's ``current`` value (a float or a text value, as pedalboard reports it) is ``wanted``."""
+    if isinstance(wanted, str):
+        return str(current) == wanted
+    return float(current) == float(wanted)
 
 
 def _load_in_process(path: Path, state: bytes | None, resets_exactly: bool) -> pedalboard.VST3Plugin:

@@ -107,6 +107,22 @@ def test_from_pedalboard_save_and_load_round_trip(comp: Path, tmp_path: Path) ->
     assert np.array_equal(reloaded(audio, 44100), chain(audio, 44100))
 
 
+def test_saved_vst3_chain_loads_back_unchanged_and_an_edited_value_applies(comp: Path, tmp_path: Path) -> None:
+    """A saved step holds the state and every value read back from it; setting those again is not a no-op in
+    pedalboard (ZamCompX2's default ratio 4 came back as 4.002 and the output moved by 2e-5)."""
+    chain = chain_from_yaml(f"steps:\n  - vst3: {comp}\n    threshold_db: -20\n")
+    chain.save(tmp_path / "saved.yaml")
+    reloaded = load_chain(tmp_path / "saved.yaml")
+    assert reloaded[0].raw_state == chain[0].raw_state
+    assert reloaded[0].ratio == chain[0].ratio == 4.0
+    audio = noise_signal(2, 22050, seed=44)
+    assert np.array_equal(reloaded(audio, 44100), chain(audio, 44100))
+    edited = yaml.safe_load((tmp_path / "saved.yaml").read_text(encoding="utf-8"))
+    edited["steps"][0]["ratio"] = 8
+    (tmp_path / "edited.yaml").write_text(yaml.safe_dump(edited), encoding="utf-8")
+    assert load_chain(tmp_path / "edited.yaml")[0].ratio == pytest.approx(8, abs=1e-2)
+
+
 def test_saved_vst3_yaml_has_state_and_no_read_only_params(comp: Path, tmp_path: Path) -> None:
     chain = chain_from_yaml(comp_yaml(comp))
     target = tmp_path / "saved.yaml"

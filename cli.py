@@ -18,10 +18,12 @@ import argparse
 import contextlib
 import gc
 import json
+import math
 import os
+import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -142,7 +144,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "models": _models, "detect": _detect, "compare": _compare, "train": lambda args: args.handler(args),
     }[args.command]
     try:
-        return _run(handler, args)
+        with _terminated_like_interrupted():
+            return _run(handler, args)
     finally:
         # what the command loaded is freed here, where the lines some VST3s print when deleted can be dropped
         from .effects.chatter import PLUGIN_TEARDOWN_CHATTER, chatter_dropped
@@ -161,13 +164,41 @@ def _kept_to_the_end(chain: Chain) -> Chain:
     return chain
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (``kill``, ``timeout``, a closed terminal, a service manager stopping us): handled as a
+    second Ctrl-C, so temporary files are removed on the way out."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _terminated_like_interrupted() -> Iterator[None]:
+    """While inside (main thread only): SIGTERM and SIGHUP raise :class:`Terminated`."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise Terminated(signum)
+
+    previous = {signum: signal.signal(signum, handler) for signum in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for signum, action in previous.items():
+            signal.signal(signum, action)
+
+
 def _run(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     """``handler(args)``, its errors turned into one line on stderr and an exit status."""
     try:
         return handler(args)
-    except KeyboardInterrupt:
-        _error("interrupted; no partial output was left behind")
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as interruption:
+        what = "terminated" if isinstance(interruption, Terminated) else "interrupted"
+        _error(f"{what}; no partial output was left behind")
+        return 128 + interruption.signum if isinstance(interruption, Terminated) else EXIT_INTERRUPTED
     except (ChainFileError, ParameterError, PluginLoadError, OutputExistsError) as error:
         _error(str(error))
         return EXIT_USAGE
@@ -401,10 +432,15 @@ def _check(args: argparse.Namespace) -> int:
     import yaml
 
     from .chains.yaml_io import chain_to_data, load_chain, resolve_chain_path
+    from .effects.processor import MAX_CHANNELS
 
+    rate = args.sample_rate
+    if not (math.isfinite(rate) and rate > 0):
+        raise ParameterError(f"expects a sample rate in Hz above 0, got {rate:g}", where="--sample-rate")
+    if not 1 <= args.channels <= MAX_CHANNELS:
+        raise ParameterError(f"expects 1 to {MAX_CHANNELS} channels, got {args.channels}", where="--channels")
     path = resolve_chain_path(args.chain)
     chain = _kept_to_the_end(load_chain(path, plugin_timeout_s=args.plugin_timeout))
-    rate = args.sample_rate
     latency = chain.latency_at(rate, args.channels)
     data = chain_to_data(chain, path.parent)
     for entry in data["steps"]:

@@ -23,6 +23,8 @@ MAX_FILE_CHANNELS = 8
 CONTAINERS = {".wav": "WAV", ".flac": "FLAC", ".aif": "AIFF", ".aiff": "AIFF", ".ogg": "OGG", ".mp3": "MP3"}
 EXTENSIONS = {"WAV": ".wav", "FLAC": ".flac", "AIFF": ".aiff", "OGG": ".ogg", "MP3": ".mp3"}
 LOSSY = {"OGG": "VORBIS", "MP3": "MPEG_LAYER_III"}
+MP3_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
+"""The sample rates MPEG-1/2/2.5 layer III holds (in 1 or 2 channels)."""
 """Lossy containers and the subtype we write them with."""
 INTEGER_BITS = {"PCM_S8": 8, "PCM_U8": 8, "PCM_16": 16, "PCM_24": 24, "PCM_32": 32}
 FLOAT_SUBTYPES = ("FLOAT", "DOUBLE")
@@ -244,6 +246,10 @@ def choose_output_format(
         raise ParameterError(f"unknown format '{container}'; choose from {', '.join(EXTENSIONS)}", where="--format")
     if by_extension is not None and by_extension != container:
         raise ParameterError(f"output extension '{output.suffix}' does not match --format {container}", where=output)
+    if container == "MP3" and (info.channels > 2 or info.sample_rate not in MP3_RATES):
+        raise ParameterError(
+            f"MP3 holds 1 or 2 channels at {', '.join(f'{rate / 1000:g}' for rate in MP3_RATES)} kHz; this audio is "
+            f"{info.channels} channel(s) at {info.sample_rate:g} Hz: write WAV or FLAC", where=output)
     if subtype is not None:
         subtype = subtype.upper()
         valid = sf.available_subtypes(container)

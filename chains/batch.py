@@ -531,8 +531,9 @@ class Renderer:
         except Cancelled:
             return Outcome(item.index, cancelled=True)
         except (PedalchainError, OSError) as error:
-            message = str(error) if isinstance(error, PedalchainError) else f"{item.input}: {error.strerror or error}"
-            return Outcome(item.index, error=message)
+            message = str(error) if isinstance(error, PedalchainError) else str(error.strerror or error)
+            # a chain's error names the YAML line; in a run over many files it must name the file too
+            return Outcome(item.index, error=message if str(item.input) in message else f"{item.input}: {message}")
         except Exception as error:  # a bug or a plugin's own exception: this file fails, the batch goes on
             return Outcome(item.index, error=f"{item.input}: unexpected {type(error).__name__}: {error}")
         stat = os.stat(item.output)
@@ -674,9 +675,11 @@ _pool_stop: Any = None
 
 
 def _init_pool_worker(spec: ChainSpec, options: RunOptions, stop: Any) -> None:
-    """ProcessPoolExecutor initializer: ignore Ctrl-C (the parent stops us), build the chain once."""
+    """ProcessPoolExecutor initializer: ignore Ctrl-C and SIGTERM/SIGHUP sent to the whole process group (the
+    parent stops us, and removes what we were writing), build the chain once."""
     global _pool_renderer, _pool_stop
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_IGN)
     if hasattr(signal, "pthread_sigmask"):
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     _pool_stop = stop

@@ -46,6 +46,8 @@ ALIGN_EXCERPT_S = 20.0
 PLOT_EXCERPT_S = 30.0
 """``plot=`` draws the spectrograms of the first 30 s of the aligned reference and candidate."""
 BLOCK = 65536
+UNCOMPARED_NOTE_SHARE = 0.01
+"""Where more than this share of the longer file is not compared (the files' lengths differ), the report says so."""
 
 
 def compare_files(
@@ -112,6 +114,8 @@ def compare_files(
         "lag_samples": lag,
         "compared_samples": length,
         "compared_s": length / fs,
+        "reference_s": ref_info.frames / fs,
+        "candidate_s": cand_info.frames / fs,
         "split_hz": float(split_hz),
     }
     result.update(meter.result())
@@ -393,12 +397,18 @@ def format_compare(result: dict) -> str:
         return "n/a" if value is None else f"{value:.3f}{unit}"
 
     fs = result["sample_rate"]
+    longer = max(result.get("reference_s", 0.0), result.get("candidate_s", 0.0))
+    uncompared = ([f"note       only {result['compared_s']:.2f} s of {longer:.2f} s compared (the reference is "
+                   f"{result['reference_s']:.2f} s long, the candidate {result['candidate_s']:.2f} s): the scores say "
+                   "nothing about the rest"]
+                  if longer - result["compared_s"] > UNCOMPARED_NOTE_SHARE * longer else [])
     return "\n".join([
         f"reference  {result['reference']}",
         f"candidate  {result['candidate']}",
         f"alignment  candidate lag {result['lag_samples']} samples ({result['lag_samples'] / fs * 1000:.2f} ms)",
         f"compared   {result['compared_samples']} samples ({result['compared_s']:.2f} s) at {fs} Hz, "
         f"{result['channels']} channel(s)",
+        *uncompared,
         f"LSD        {number(result['lsd'])} (below {result['split_hz']:g} Hz {number(result['lsd_low'])}, "
         f"above {number(result['lsd_high'])}) [log10 power]",
         f"SNR        {number(result['snr_db'], ' dB')}",

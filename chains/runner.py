@@ -42,6 +42,17 @@ LIMITER_MAKEUP_MAX_DB = 3.0
 """Where the true-peak limiter takes loudness away, the gain is raised by what it took (measured, at most this
 much), so the file lands on the target instead of under it."""
 LOUDNESS_TOLERANCE_LU = 0.05
+MAX_TAIL_S = 600.0
+"""Longest ``--tail`` (seconds): room for any reverb or feedback delay, not for hours of output by a typo."""
+TRUE_PEAK_TOLERANCE_DB = 0.02
+"""The output's true peak (BS.1770's 4x interpolation, :class:`LoudnessMeter`) may exceed the ceiling by this
+much; pedalboard's true-peak limiter reads peaks lower than that (up to 0.2 dB over the ceiling on drum hits), so
+its ceiling is lowered by what it let through in the metering pass, and the final pass is checked."""
+FINAL_PASS_ATTEMPTS = 3
+"""Final passes tried, each with the limiter's ceiling lowered by what the one before let over it."""
+SHORTFALL_WARNING_LU = 1.0
+"""A file that lands this far under its loudness target (the limiter may not take more than
+:data:`LIMITER_MAKEUP_MAX_DB`) gets a warning."""
 LIMITER_PROBE_DB = 1.0
 """The second gain tried in the metering pass, above the plain one: the two readings give loudness(gain)."""
 
@@ -80,8 +91,8 @@ class RunOptions:
             raise ParameterError(
                 f"block size must be a whole number of samples ≥ 1, got {self.block!r}", where="--block"
             )
-        if not (math.isfinite(self.tail_s) and self.tail_s >= 0):
-            raise ParameterError(f"tail must be ≥ 0 seconds, got {self.tail_s!r}", where="--tail")
+        if not (math.isfinite(self.tail_s) and 0 <= self.tail_s <= MAX_TAIL_S):
+            raise ParameterError(f"tail must be 0 to {MAX_TAIL_S:g} seconds, got {self.tail_s!r}", where="--tail")
 
 
 @dataclass
@@ -276,6 +287,8 @@ class _Render:
             count = min(block_size, pending)
             emit(chain.process(np.zeros((info.channels, count), np.float32), info.sample_rate, reset=False))
             pending -= count
+            if self.progress:  # where a batch that is stopping stops (a tail can take as long as the file)
+                self.progress(info.duration_s)
 
     def _same_channels(self, out: np.ndarray) -> np.ndarray:
         if out.shape[0] != self.info.channels:
@@ -331,35 +344,42 @@ class _Render:
             writer.discard()
             raise
 
-    def _finish(self, scratch: AudioInfo, gain_db: float, limited: bool = True) -> _Render:
-        """The second pass over the scratch file: the gain, then (``limited``) the true-peak limiter."""
+    def _finish(self, scratch: AudioInfo, gain_db: float, ceiling_dbtp: float | None) -> _Render:
+        """The second pass over the scratch file: the gain, then (a ``ceiling_dbtp``) the true-peak limiter."""
         finish = Chain([pedalboard.Gain(gain_db)])
-        if limited:
-            finish.append(pedalboard.BrickwallLimiter(ceiling_db=TRUE_PEAK_CEILING_DBTP, true_peak=True))
+        if ceiling_dbtp is not None:
+            finish.append(pedalboard.BrickwallLimiter(ceiling_db=ceiling_dbtp, true_peak=True))
         return _Render(finish, scratch, RunOptions(block=self.options.block, overlap_io=self.options.overlap_io), None)
 
-    def _limited_gain(self, scratch: AudioInfo, gain_db: float, target_lufs: float) -> float:
-        """The gain that brings the limited second pass to ``target_lufs``.  One metering pass over the scratch
-        file runs the limiter at ``gain_db`` and, on a second thread, at :data:`LIMITER_PROBE_DB` more; the
-        loudness they reach gives the slope (a limiter gives less than 1 LU per dB) for one linear step,
-        at most :data:`LIMITER_MAKEUP_MAX_DB` above ``gain_db``."""
+    def _limited_gain(self, scratch: AudioInfo, gain_db: float, target_lufs: float) -> tuple[float, float]:
+        """The gain that brings the limited second pass to ``target_lufs``, and the limiter's ceiling.  One
+        metering pass over the scratch file runs the limiter at ``gain_db`` and, on a second thread, at
+        :data:`LIMITER_PROBE_DB` more; the loudness they reach gives the slope (a limiter gives less than 1 LU per
+        dB) for one linear step, at most :data:`LIMITER_MAKEUP_MAX_DB` above ``gain_db``.  The ceiling is lowered
+        by the most the limiter let the true peak over it there (:data:`TRUE_PEAK_TOLERANCE_DB`)."""
         from concurrent.futures import ThreadPoolExecutor
 
         rate, channels = self.info.sample_rate, self.info.channels
 
-        def loudness_at(gain: float) -> float:
+        def reading(gain: float) -> tuple[float, float]:
             limiter = pedalboard.BrickwallLimiter(ceiling_db=TRUE_PEAK_CEILING_DBTP, true_peak=True)
-            meter = LoudnessMeter(rate, channels, true_peak=False)
+            meter = LoudnessMeter(rate, channels)
             for block in read_blocks(scratch, self.options.block):
                 meter.add(limiter.process(block * np.float32(10 ** (gain / 20)), rate, reset=False))
-            return meter.integrated_lufs()
+            return meter.integrated_lufs(), meter.true_peak_dbtp()
 
         with ThreadPoolExecutor(2) as pool:  # the limiter releases the GIL: the two readings cost about one
-            reached, probe = pool.map(loudness_at, (gain_db, gain_db + LIMITER_PROBE_DB))
-        if not (math.isfinite(reached) and math.isfinite(probe)) or abs(target_lufs - reached) <= LOUDNESS_TOLERANCE_LU:
-            return gain_db
+            (reached, peak), (probe, probe_peak) = pool.map(reading, (gain_db, gain_db + LIMITER_PROBE_DB))
+        over = max(peak, probe_peak, TRUE_PEAK_CEILING_DBTP) - TRUE_PEAK_CEILING_DBTP
+        ceiling = TRUE_PEAK_CEILING_DBTP - (over + TRUE_PEAK_TOLERANCE_DB if over > TRUE_PEAK_TOLERANCE_DB else 0.0)
+        lowered = TRUE_PEAK_CEILING_DBTP - ceiling
+        if not (math.isfinite(reached) and math.isfinite(probe)) or (
+                not lowered and abs(target_lufs - reached) <= LOUDNESS_TOLERANCE_LU):
+            return gain_db, ceiling
         slope = min(max((probe - reached) / LIMITER_PROBE_DB, 0.1), 1.0)
-        return min(gain_db + (target_lufs - reached) / slope, gain_db + LIMITER_MAKEUP_MAX_DB)
+        # a brickwall limiter scales: its ceiling lowered by d dB gives the output of an input d dB louder, d dB down
+        gain = gain_db + (target_lufs - reached + lowered) / slope - lowered
+        return min(gain, gain_db + LIMITER_MAKEUP_MAX_DB), ceiling
 
     def normalized(self, path: Path, fmt: OutputFormat, target_lufs: float) -> tuple[_Written, dict[str, Any]]:
         """Two passes: render to a float scratch file while metering loudness and true peak; then apply the
@@ -374,21 +394,40 @@ class _Render:
             peak_safe_db = loudness_gain_db(before, first_meter.true_peak_dbtp(), target_lufs, TRUE_PEAK_CEILING_DBTP)
             limited = gain_db > peak_safe_db + 0.01
             scratch = probe_audio(scratch_path)
+            ceiling = None
             if limited:
-                gain_db = self._limited_gain(scratch, gain_db, target_lufs)
-            meter = LoudnessMeter(self.info.sample_rate, self.info.channels, true_peak=False)
-            writer = AtomicAudioWriter(path, fmt, self.info.sample_rate, self.info.channels)
-            second = self._finish(scratch, gain_db, limited)
-
-            def sink(block: np.ndarray) -> None:
-                meter.add(block)
-                writer.write(block)
-
-            second._write(second.run, sink, writer)
+                gain_db, ceiling = self._limited_gain(scratch, gain_db, target_lufs)
+            for attempt in range(FINAL_PASS_ATTEMPTS):
+                meter = LoudnessMeter(self.info.sample_rate, self.info.channels, true_peak=limited)
+                writer = AtomicAudioWriter(path, fmt, self.info.sample_rate, self.info.channels)
+                second = self._finish(scratch, gain_db, ceiling)
+                second._write(second.run, _metered(meter, writer), writer)
+                over = meter.true_peak_dbtp() - TRUE_PEAK_CEILING_DBTP if limited else 0.0
+                if over <= TRUE_PEAK_TOLERANCE_DB or attempt == FINAL_PASS_ATTEMPTS - 1:
+                    break
+                ceiling -= over + TRUE_PEAK_TOLERANCE_DB  # the limiter let more through at this gain than metered
         finally:
             scratch_path.unlink(missing_ok=True)
-        extra = {"lufs_before_normalization": before, "normalization_gain_db": gain_db, "true_peak_limited": limited}
+        warnings = []
+        if over > TRUE_PEAK_TOLERANCE_DB:
+            warnings.append(f"true peak {meter.true_peak_dbtp():.2f} dBTP, over the {TRUE_PEAK_CEILING_DBTP:g} dBTP "
+                            "ceiling: the limiter let it through")
+        lufs = meter.integrated_lufs()
+        if math.isfinite(before) and lufs < target_lufs - SHORTFALL_WARNING_LU:
+            warnings.append(f"{lufs:.1f} LUFS, {target_lufs - lufs:.1f} LU under the target: reaching it would take "
+                            f"more than {LIMITER_MAKEUP_MAX_DB:g} dB of true-peak limiting")
+        extra = {"lufs_before_normalization": before, "normalization_gain_db": gain_db, "true_peak_limited": limited,
+                 "warnings": warnings}
         return _Written(meter, writer.clipped, writer.over_full_scale, writer.peak), extra
+
+
+def _metered(meter: LoudnessMeter, writer: AtomicAudioWriter) -> Callable[[np.ndarray], None]:
+    """A sink that meters each block and writes it."""
+    def sink(block: np.ndarray) -> None:
+        meter.add(block)
+        writer.write(block)
+
+    return sink
 
 
 def _read_ahead(blocks: Iterator[np.ndarray], depth: int = 4) -> Iterator[np.ndarray]:

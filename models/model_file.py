@@ -578,8 +578,13 @@ def describe_model_file(spec: str | Path) -> str:
     """Text for ``chain info PATH``: a model file (.safetensors or .nam), a shipped model's bare name, or a
     restorer's (its shipped weights: training data and test metrics)."""
     restorers = shipped_restorer_models()
-    if is_bare_name(spec) and str(spec) not in shipped_models() and str(spec) in restorers:
-        return model_info(restorers[str(spec)]).describe()
+    if is_bare_name(spec) and str(spec) not in shipped_models():
+        if str(spec) in restorers:
+            return model_info(restorers[str(spec)]).describe()
+        names = sorted({*shipped_models(), *restorers})
+        close = difflib.get_close_matches(str(spec), names, n=1)
+        raise ModelFileError(f"no shipped model of that name{f'; did you mean {close[0]!r}?' if close else ''} "
+                             f"(shipped: {', '.join(names)}); a model file needs its suffix", where=str(spec))
     return model_info(resolve_model(spec, Path.cwd())).describe()
 
 

@@ -96,6 +96,16 @@ def test_format_and_subtype_options(tmp_path, song, gain_yaml):
     assert sf.info(out).format == "FLAC" and sf.info(out).subtype == "PCM_24"
 
 
+@pytest.mark.parametrize("channels, rate", [(6, SR), (2, 96000)])
+def test_an_mp3_that_cannot_hold_the_audio_is_refused_before_work(tmp_path, gain_yaml, channels, rate):
+    """libsndfile's own message for 6 channels was "Format not recognised", naming the hidden temporary file."""
+    source = tmp_path / "in.wav"
+    sf.write(source, np.zeros((rate // 10, channels), np.float32), rate)
+    result = run_cli("apply", str(gain_yaml), str(source), "-o", str(tmp_path / "out.mp3"), cwd=tmp_path)
+    assert result.returncode == 1 and "MP3 holds 1 or 2 channels at 8, 11.025" in result.stderr, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav", "my.yaml"]
+
+
 def test_tail_extends_output(tmp_path, song):
     yaml_path = tmp_path / "verb.yaml"
     yaml_path.write_text("steps:\n  - plugin: Reverb\n    room_size: 0.9\n")
@@ -124,6 +134,15 @@ def test_check_prints_chain_and_latency(tmp_path, capsys):
     assert "BrickwallLimiter" in out and "latency at 48000 Hz" in out
     latency = int(out.split("latency at 48000 Hz, 2 ch: ")[1].split()[0])
     assert latency == 240  # 5 ms at 48 kHz
+
+
+@pytest.mark.parametrize("option, value", [("--channels", "0"), ("--channels", "-2"), ("--sample-rate", "0"),
+                                           ("--sample-rate", "nan")])
+def test_check_refuses_a_format_that_cannot_be(tmp_path, option, value):
+    """``--channels 0`` ended in a traceback from the doubled-samples restorer; a rate of 0 was blamed on the YAML."""
+    result = run_cli("check", "remaster", option, value, cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.startswith(f"chain: error: {option}: "), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 def test_plugins_lists_builtins_with_units(capsys):
@@ -358,24 +377,37 @@ def test_one_bad_file_does_not_stop_the_others(tmp_path, song, gain_yaml):
     assert (tmp_path / "o" / "song.wav").exists() and not (tmp_path / "o" / "garbage.wav").exists()
 
 
-def test_ctrl_c_mid_file_leaves_no_output(tmp_path):
-    long_input = write_tone(tmp_path / "long.wav", seconds=600.0, channels=2)
+@pytest.mark.parametrize("signum, status, loudness, tail", [
+    (signal.SIGINT, 130, False, False),
+    (signal.SIGTERM, 143, True, False),  # kill, timeout, a service manager: the loudness pass's scratch file too
+    (signal.SIGHUP, 129, False, False),
+    (signal.SIGINT, 130, False, True),  # while the tail is rendered: that loop did not look at the stop
+])
+def test_a_signal_mid_file_leaves_no_output(tmp_path, signum, status, loudness, tail):
+    long_input = write_tone(tmp_path / "long.wav", seconds=2.0 if tail else 600.0, channels=2)
     yaml_path = tmp_path / "slow.yaml"
-    yaml_path.write_text("steps:\n  - plugin: Reverb\n  - plugin: Chorus\n  - plugin: Phaser\n")
+    yaml_path.write_text("steps:\n  - plugin: Reverb\n  - plugin: Chorus\n  - plugin: Phaser\n"
+                         + ("loudness: -14\n" if loudness else ""))
     process = subprocess.Popen(
-        [sys.executable, "-m", "pedalchain.cli", "apply", str(yaml_path), str(long_input), "--block", "1024"],
+        [sys.executable, "-m", "pedalchain.cli", "apply", str(yaml_path), str(long_input), "--block", "1024",
+         "--tail", "600" if tail else "0"],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not any(p.name.endswith(".partial") for p in tmp_path.iterdir()):
+    while time.monotonic() < deadline and not any(p.name.endswith((".partial", ".rf64")) for p in tmp_path.iterdir()):
         time.sleep(0.05)
-    assert any(p.name.endswith(".partial") for p in tmp_path.iterdir()), "never started writing"
-    time.sleep(0.5)
-    process.send_signal(signal.SIGINT)
+    assert any(p.name.endswith((".partial", ".rf64")) for p in tmp_path.iterdir()), "never started writing"
+    time.sleep(1.0)
+    process.send_signal(signum)
     _, err = process.communicate(timeout=60)
-    assert process.returncode == 130, err
-    assert "interrupted" in err and "Traceback" not in err
+    assert process.returncode == status, err
+    assert ("terminated" if signum != signal.SIGINT else "interrupted") in err and "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["long.wav", "slow.yaml"]
+
+
+def test_a_tail_of_hours_is_refused(tmp_path, song, gain_yaml):
+    result = run_cli("apply", str(gain_yaml), str(song), "--tail", "1e9", cwd=tmp_path)
+    assert result.returncode == 2 and "--tail: tail must be 0 to 600 seconds" in result.stderr, result.stderr
 
 
 # -- model, detection and comparison commands ------------------------------------------------------------
@@ -405,6 +437,8 @@ def test_info_on_a_missing_model_is_one_line(tmp_path):
     result = run_cli("info", str(tmp_path / "nope.safetensors"), cwd=tmp_path)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "nope.safetensors" in result.stderr
+    result = run_cli("info", "denoyse", cwd=tmp_path)  # the names it takes include the restorers'
+    assert result.returncode == 1 and "did you mean 'denoise'?" in result.stderr and "bandwidth" in result.stderr
 
 
 def test_detect_json_reports_doubled_samples_and_unreadable_files(tmp_path, capsys):
@@ -440,3 +474,12 @@ def test_compare_json_measures_a_gain_change(tmp_path, song, gain_yaml, capsys):
     result = json.loads(capsys.readouterr().out)
     assert result["lag_samples"] == 0 and result["si_sdr_db"] > 40  # same shape, only quieter
     assert result["snr_db"] == pytest.approx(-20 * np.log10(1 - 10 ** (-6 / 20)), abs=0.2)
+
+
+def test_compare_says_when_the_files_lengths_differ(tmp_path, song, capsys):
+    """The shorter file sets what is compared: a one-sample candidate scored as a good match, silently."""
+    sf.write(tmp_path / "one.wav", np.full((1, 2), 0.5, np.float32), SR)
+    assert main(["compare", str(song), str(tmp_path / "one.wav")]) == 0
+    assert "only 0.00 s of" in capsys.readouterr().out
+    assert main(["compare", str(song), str(song)]) == 0
+    assert "only" not in capsys.readouterr().out

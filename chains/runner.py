@@ -50,7 +50,7 @@ much; pedalboard's true-peak limiter reads peaks lower than that (up to 0.2 dB o
 its ceiling is lowered by what it let through in the metering pass, and the final pass is checked."""
 FINAL_PASS_ATTEMPTS = 3
 """Final passes tried, each with the limiter's ceiling lowered by what the one before let over it."""
-SHORTFALL_WARNING_LU = 1.0
+SHORTFALL_WARNING_LU = 0.5
 """A file that lands this far under its loudness target (the limiter may not take more than
 :data:`LIMITER_MAKEUP_MAX_DB`) gets a warning."""
 LIMITER_PROBE_DB = 1.0
@@ -132,9 +132,10 @@ class FileSummary:
         else:
             lufs = f"{self.lufs:.1f} LUFS" if math.isfinite(self.lufs) else unmetered
         if self.lufs_before_normalization is not None:
-            limiter = ", true-peak limited" if self.true_peak_limited else ""
+            limiter = ", then true-peak limited" if self.true_peak_limited else ""
             if math.isfinite(self.lufs_before_normalization):
-                lufs = f"{self.lufs_before_normalization:.1f} -> {lufs} ({self.normalization_gain_db:+.1f} dB{limiter})"
+                lufs = (f"chain out {self.lufs_before_normalization:.1f} LUFS -> {lufs} "
+                        f"({self.normalization_gain_db:+.1f} dB{limiter})")
             else:
                 lufs = f"{unmetered}: loudness left as it was"
         peak = f"{self.peak_dbfs:.1f} dBFS" if math.isfinite(self.peak_dbfs) else "-inf dBFS"
@@ -355,14 +356,16 @@ class _Render:
         """The gain that brings the limited second pass to ``target_lufs``, and the limiter's ceiling.  One
         metering pass over the scratch file runs the limiter at ``gain_db`` and, on a second thread, at
         :data:`LIMITER_PROBE_DB` more; the loudness they reach gives the slope (a limiter gives less than 1 LU per
-        dB) for one linear step, at most :data:`LIMITER_MAKEUP_MAX_DB` above ``gain_db``.  The ceiling is lowered
-        by the most the limiter let the true peak over it there (:data:`TRUE_PEAK_TOLERANCE_DB`)."""
+        dB) for a linear step, at most :data:`LIMITER_MAKEUP_MAX_DB` above ``gain_db``; where the gain found misses
+        the target, a second metering pass gives one more step (a limiter's loudness is not linear in its gain: a
+        hiss recording landed 0.76 LU short).  The ceiling is lowered by the most the limiter let the true peak
+        over it (:data:`TRUE_PEAK_TOLERANCE_DB`)."""
         from concurrent.futures import ThreadPoolExecutor
 
         rate, channels = self.info.sample_rate, self.info.channels
 
-        def reading(gain: float) -> tuple[float, float]:
-            limiter = pedalboard.BrickwallLimiter(ceiling_db=TRUE_PEAK_CEILING_DBTP, true_peak=True)
+        def reading(gain: float, ceiling: float = TRUE_PEAK_CEILING_DBTP) -> tuple[float, float]:
+            limiter = pedalboard.BrickwallLimiter(ceiling_db=ceiling, true_peak=True)
             meter = LoudnessMeter(rate, channels)
             for block in read_blocks(scratch, self.options.block):
                 meter.add(limiter.process(block * np.float32(10 ** (gain / 20)), rate, reset=False))
@@ -378,8 +381,13 @@ class _Render:
             return gain_db, ceiling
         slope = min(max((probe - reached) / LIMITER_PROBE_DB, 0.1), 1.0)
         # a brickwall limiter scales: its ceiling lowered by d dB gives the output of an input d dB louder, d dB down
-        gain = gain_db + (target_lufs - reached + lowered) / slope - lowered
-        return min(gain, gain_db + LIMITER_MAKEUP_MAX_DB), ceiling
+        highest = gain_db + LIMITER_MAKEUP_MAX_DB
+        gain = min(gain_db + (target_lufs - reached + lowered) / slope - lowered, highest)
+        if gain < highest:  # at the most limiting allowed, the file stays under the target (a warning says so)
+            landed = reading(gain, ceiling)[0]
+            if math.isfinite(landed) and abs(target_lufs - landed) > LOUDNESS_TOLERANCE_LU:
+                gain = min(gain + (target_lufs - landed) / slope, highest)
+        return gain, ceiling
 
     def normalized(self, path: Path, fmt: OutputFormat, target_lufs: float) -> tuple[_Written, dict[str, Any]]:
         """Two passes: render to a float scratch file while metering loudness and true peak; then apply the

@@ -21,9 +21,10 @@ import numpy as np
 import pedalboard
 
 from ..effects.combinators import Parallel
+from ..effects.dynamics import LinkedCompressor
 from ..effects.stock import BUILTIN_PLUGINS, build_builtin, builtin_param_values
 from ..effects.vst3 import DEFAULT_PLUGIN_TIMEOUT_S, MonoPerChannel, load_vst3, vst3_param_values, vst3_path
-from ..errors import ChainFileError
+from ..errors import ChainFileError, ParameterError
 from .engine import Chain, StepObject
 
 STEP_KEYWORDS = ("wet", "bypass", "id", "min_rate")
@@ -93,6 +94,10 @@ def yaml_number(value: Any) -> Any:
     return value
 
 
+STEREO_LINK = "stereo_link"
+"""A Compressor step's own key beside pedalboard's parameters: true runs it as a :class:`LinkedCompressor`."""
+
+
 class PluginStep(StepKind):
     keyword = "plugin"
     summary = "a pedalboard built-in by class name, e.g. {plugin: Compressor, threshold_db: -18}"
@@ -100,16 +105,26 @@ class PluginStep(StepKind):
     def build(self, value: Any, params: dict[str, Any], context: LoadContext, where: str) -> StepObject:
         if not isinstance(value, str):
             raise ChainFileError(f"plugin: expects a built-in plugin name, got {value!r}", where=where)
-        return build_builtin(value, params, base_dir=context.base_dir)
+        params = dict(params)
+        link = params.pop(STEREO_LINK, False)
+        if link is not False and value != "Compressor":
+            raise ParameterError(f"{STEREO_LINK}: only a Compressor takes it", where=f"{value}.{STEREO_LINK}")
+        if not isinstance(link, bool):
+            raise ParameterError(f"expects true or false, got {link!r}", where=f"{value}.{STEREO_LINK}")
+        plugin = build_builtin(value, params, base_dir=context.base_dir)
+        return LinkedCompressor(plugin) if link else plugin
 
     def owns(self, obj: StepObject) -> bool:
-        return type(obj).__name__ in BUILTIN_PLUGINS and isinstance(obj, pedalboard.Plugin)
+        return isinstance(obj, LinkedCompressor) or (
+            type(obj).__name__ in BUILTIN_PLUGINS and isinstance(obj, pedalboard.Plugin))
 
     def dump(self, obj: StepObject, context: SaveContext) -> dict[str, Any]:
-        values = builtin_param_values(obj)
+        plugin = obj.compressor if isinstance(obj, LinkedCompressor) else obj
+        values = builtin_param_values(plugin)
         if "impulse_response_filename" in values:
             values["impulse_response_filename"] = context.relative(values["impulse_response_filename"])
-        return {"plugin": type(obj).__name__, **{k: yaml_number(v) for k, v in values.items()}}
+        link = {STEREO_LINK: True} if isinstance(obj, LinkedCompressor) else {}
+        return {"plugin": type(plugin).__name__, **{k: yaml_number(v) for k, v in values.items()}, **link}
 
 
 class VST3Step(StepKind):

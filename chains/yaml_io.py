@@ -78,9 +78,10 @@ def list_presets() -> dict[str, str]:
 
 
 def resolve_chain_path(spec: str | Path) -> Path:
-    """A YAML path as given, or for a bare name (no folder, no suffix) the shipped preset of that name."""
+    """A YAML path as given, or for a bare name (no folder, no suffix) the shipped preset of that name (also where
+    a folder of that name is in the way: ``chain apply lofi in/ -o lofi/`` twice)."""
     path = Path(spec).expanduser()
-    if path.exists():
+    if path.exists() and not path.is_dir():
         return path
     text = str(spec)
     if "/" not in text and os.sep not in text and not path.suffix:

@@ -92,8 +92,8 @@ class Processor(ABC):
     def __init__(self) -> None:
         self._prepared: tuple[float, int] | None = None
         self._latency = 0
-        self._run_latencies: list[int] = []
-        """The latency of each processor of :meth:`_runs` when this one was prepared."""
+        self._run_formats: list[tuple[tuple[float, int] | None, int]] = []
+        """The format and latency of each processor of :meth:`_runs` when this one was prepared."""
         self._needs_reset = True
 
     # -- public protocol ---------------------------------------------------------------------------------
@@ -211,11 +211,13 @@ class Processor(ABC):
         step, a restorer's setting moved its latency).  One that only has to prepare itself again, its latency
         the same, is prepared here and this one carries on."""
         runs = self._runs()
-        if len(runs) != len(self._run_latencies):
+        if len(runs) != len(self._run_formats):
             return True
-        for inner, latency in zip(runs, self._run_latencies, strict=True):
-            if inner._prepared != self._prepared or inner._stale():
-                if inner.latency_at(*self._prepared) != latency:
+        for inner, (prepared, latency) in zip(runs, self._run_formats, strict=True):
+            if prepared is None:
+                return True
+            if inner._prepared != prepared or inner._stale():
+                if inner.latency_at(*prepared) != latency:
                     return True
             elif inner._latency != latency:
                 return True
@@ -226,7 +228,7 @@ class Processor(ABC):
         setting derived in :meth:`analyze_input`); the latency must not change, state restarts."""
         if self._prepared is not None:
             latency = int(self._prepare(*self._prepared))
-            self._run_latencies = [inner._latency for inner in self._runs()]
+            self._run_formats = [(inner._prepared, inner._latency) for inner in self._runs()]
             if latency != self._latency:
                 raise StreamingError(f"{type(self).__name__}: latency changed from {self._latency} to {latency}")
             self._reset_state()
@@ -238,7 +240,7 @@ class Processor(ABC):
         if self._prepared != (sample_rate, num_channels) or self._stale():
             self._latency = int(self._prepare(sample_rate, num_channels))
             self._prepared = (sample_rate, num_channels)
-            self._run_latencies = [inner._latency for inner in self._runs()]
+            self._run_formats = [(inner._prepared, inner._latency) for inner in self._runs()]
             self._reset_state()
         elif force_reset or self._needs_reset:
             self._reset_state()

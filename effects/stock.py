@@ -304,7 +304,8 @@ BUILTIN_PLUGINS: dict[str, PluginSpec] = {
         ),
         _plugin(
             pedalboard.Compressor,
-            "Dynamic range compressor.",
+            "Dynamic range compressor, each channel on its own (in a chain, stereo_link: true gives every channel "
+            "the gain of the loudest).",
             _threshold(0.0, "Level above which compression starts"),
             _float(
                 "ratio",

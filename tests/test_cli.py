@@ -483,3 +483,12 @@ def test_compare_says_when_the_files_lengths_differ(tmp_path, song, capsys):
     assert "only 0.00 s of" in capsys.readouterr().out
     assert main(["compare", str(song), str(song)]) == 0
     assert "only" not in capsys.readouterr().out
+
+
+def test_a_preset_name_is_not_shadowed_by_a_folder_of_that_name(tmp_path, monkeypatch):
+    """``chain apply lofi in/ -o lofi/`` run twice: the second run read the folder as the chain file."""
+    from pedalchain.chains.yaml_io import presets_dir, resolve_chain_path
+
+    (tmp_path / "lofi").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert resolve_chain_path("lofi") == presets_dir() / "lofi.yaml"

@@ -73,6 +73,15 @@ def test_a_steady_test_tone_passes_through_bit_for_bit(tmp_path, hz, subtype):
     assert np.array_equal(sf.read(out, dtype=dtype)[0], sf.read(source, dtype=dtype)[0])
 
 
+def test_a_dc_offset_is_mentioned_and_left_alone():
+    music = full_band_music(2.0)
+    auto = AutoRestore()
+    notes = auto.analyze_input(music + np.float32(0.1), SR)
+    assert any("DC offset +0.100: left alone" in note for note in notes), notes
+    assert np.array_equal(auto(music + np.float32(0.1), SR), music + np.float32(0.1))
+    assert not any("DC offset" in note for note in AutoRestore().analyze_input(music, SR))
+
+
 def test_a_steady_square_wave_on_the_hum_grid_is_programme_not_hum(tmp_path):
     # 100 Hz: its harmonics (100, 300, 500, ...) are steady multiples of 50 Hz, so it passes every hum test;
     # holding nearly all of the power, it is taken for the programme, not a fault under it

@@ -19,6 +19,7 @@ mains hum                   ``denoise`` with ``hum_only``: the hum subtracted sa
 stationary noise (hiss)     reported only: the noise analysis cannot tell stationary noise from
                             sustained music (drones, pads, dense grooves all look stationary), and
                             denoising music is damage; add ``restorer: denoise`` where it is noise
+DC offset (>= 0.01)         reported only: a high-pass filter removes it, changing every sample
 band limit 8 kHz … 0.95·fs/2  ``bandwidth`` with the detected cutoff (not after a doubling repair, whose
                             own model restores the top band, nor after a hold repair: see above)
 ==========================  ==========================================================================
@@ -51,6 +52,9 @@ PIPELINE = ("doubled-samples", "dequantize", "declip", "denoise", "bandwidth")
 """Every restorer ``auto`` may run, in the order they run."""
 MIN_BANDWIDTH_CUTOFF_HZ = 8000.0
 """Band limits below this are left alone: the bandwidth model is trained for cutoffs of 8–20 kHz."""
+DC_REPORT_MIN = 0.01
+"""A DC offset (mean sample) at least this large (-40 dBFS) is mentioned in the findings, and left alone: a
+high-pass filter removes it, and that is not a restoration (it changes every sample)."""
 NOISE_REPORT_MIN_DBFS = -60.0
 """Stationary sound louder than this is mentioned in the findings (quieter is a clean recording's floor)."""
 HUM_MAX_SHARE = 0.5
@@ -152,6 +156,9 @@ class AutoRestore(Restorer):
                     f"stationary sound at {dehum.noise_level_dbfs:.0f} dBFS: noise or sustained music (drones, "
                     "pads look the same), left alone; add '- restorer: denoise' if it is noise"
                 )
+        if abs(findings["dc_offset"] or 0.0) >= DC_REPORT_MIN:
+            notes.append(f"DC offset {findings['dc_offset']:+.3f}: left alone; add '- plugin: HighpassFilter' "
+                         "(cutoff_frequency_hz: 10) to remove it")
         cutoff = findings["band_limit"]["cutoff_hz"]
         if findings["band_limit"]["detected"] and not structural:
             if cutoff < MIN_BANDWIDTH_CUTOFF_HZ:

@@ -104,6 +104,29 @@ def test_short_wet_file_is_refused_with_a_cause(excitation) -> None:
         prepare_pair(excitation.audio, excitation.audio[:-RATE], RATE, where="amp.wav")
 
 
+def test_a_nan_or_a_file_too_short_is_refused_with_a_cause(excitation) -> None:
+    """A NaN in the wet file was accepted (latency "found" at -0.5 s, ESR 1, a useless model written); a 480-sample
+    pair ended in a torch traceback from the report's spectra, after the model file was written."""
+    broken = excitation.audio.copy()
+    broken[1000] = np.nan
+    with pytest.raises(AudioFileError, match="amp.wav: the wet file holds 1 NaN/Inf sample.*at sample 1000"):
+        prepare_pair(excitation.audio, broken, RATE, where="amp.wav")
+    with pytest.raises(AudioFileError, match="the dry file is 0.030 s long; a capture needs at least 1 s"):
+        prepare_pair(excitation.audio[:480], excitation.audio[:480], RATE, where="amp.wav")
+
+
+def test_a_wet_file_as_long_as_the_dry_one_is_not_padded_with_silence() -> None:
+    """With an interface's latency, such a wet file ends early once aligned: the zeros put there were scored as
+    the device's output (a perfect FIR fit reported ESR 4e-3 and "did not reach the target")."""
+    rng = np.random.default_rng(0)
+    dry = (0.3 * rng.standard_normal(3 * RATE)).astype(np.float32)
+    wet = np.convolve(dry, [0.5, 0.3, 0.2])[: dry.size].astype(np.float32)
+    pair = prepare_pair(dry, _delayed(wet, 240)[: dry.size], RATE)
+    assert pair.latency.samples == 240
+    assert len(pair.dry) == len(pair.wet) == dry.size - 240 and pair.validation[1] == dry.size - 240
+    np.testing.assert_array_equal(pair.wet, wet[: dry.size - 240])
+
+
 def test_repeatability_check_catches_a_device_that_changes(excitation) -> None:
     wet = excitation.audio.copy()
     source, repeat = excitation.regions["repeat_source"], excitation.regions["repeat"]

@@ -163,6 +163,19 @@ def test_cli_dry_wet_pair_detects_latency(tmp_path: Path) -> None:
     assert {c["name"]: c["passed"] for c in report["checks"]}["check_repeatability"]
 
 
+@pytest.mark.parametrize("extra, message", [
+    (["--minutes", "inf"], "--minutes must be positive"),
+    (["--extra-audio", "nowhere"], "--extra-audio goes with --target"),
+    (["--sample-rate", "12345"], "--sample-rate goes with --target"),
+])
+def test_cli_refuses_options_that_would_be_ignored_or_break_late(tmp_path: Path, capsys, extra, message) -> None:
+    from pedalchain.cli import main
+
+    code = main(["train", "emulator", "--dry", "d.wav", "--wet", "w.wav", "-o", str(tmp_path / "m.safetensors"),
+                 *extra])
+    assert code == 2 and message in capsys.readouterr().err
+
+
 def test_cli_refuses_mismatched_rates_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from pedalboard.io import AudioFile
     from pedalchain.cli import main

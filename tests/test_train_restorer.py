@@ -87,9 +87,20 @@ def test_training_is_reproducible_for_a_seed(tmp_path: Path) -> None:
     (["--damage", "scratches"], "unknown damage kind 'scratches'"),
     (["--damage", "doubled-samples", "--minutes", "0"], "--minutes"),
     (["--damage", "doubled-samples", "-o", "model.pt"], ".safetensors"),
+    # tracebacks, or a model written over, or training done before the output turned out unusable
+    (["--damage", "doubled-samples", "--minutes", "nan"], "--minutes"),
+    (["--damage", "doubled-samples", "--sample-rate", "0"], "--sample-rate: must be 8000 to 192000 Hz"),
+    (["--damage", "doubled-samples", "--seed", "-1"], "--seed: must be 0 or more"),
+    (["--damage", "doubled-samples", "-o", "exists.safetensors"], "exists; pass --overwrite"),
+    (["--damage", "doubled-samples", "-o", "folder.safetensors"], "is a folder"),
+    (["--damage", "doubled-samples", "-o", "nowhere/m.safetensors"], "its folder does not exist"),
 ])
-def test_bad_arguments_are_one_line_errors(tmp_path: Path, capsys, args: list[str], message: str) -> None:
+def test_bad_arguments_are_one_line_errors(tmp_path: Path, capsys, args: list[str], message: str,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
     write_clips(tmp_path / "clean", count=3, seconds=0.5)
+    (tmp_path / "exists.safetensors").write_bytes(b"a model")
+    (tmp_path / "folder.safetensors").mkdir()
+    monkeypatch.chdir(tmp_path)
     argv = ["train", "restorer", "--data", str(tmp_path / "clean"), *args]
     if "-o" not in args:
         argv += ["-o", str(tmp_path / "m.safetensors")]

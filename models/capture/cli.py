@@ -10,11 +10,14 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
 
 MODEL_CHOICES = ("auto", "fir", "wiener-hammerstein", "compressor", "lstm", "wavenet")
+DEFAULT_CAPTURE_RATE = 48000
+"""Excitation rate (Hz) of a ``--target`` capture unless ``--sample-rate`` says otherwise."""
 REPORT_RESERVE_S = 10.0
 """Seconds of ``--minutes`` kept for saving the model and writing the report after training."""
 
@@ -54,7 +57,7 @@ def add_commands(train: argparse._SubParsersAction) -> None:
     emulator.add_argument("--minutes", type=float, default=5.0,
                           help="budget for the whole command incl. every family tried (default 5)")
     emulator.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    emulator.add_argument("--sample-rate", type=int, default=48000,
+    emulator.add_argument("--sample-rate", type=int, default=None,
                           help="excitation rate for --target captures, Hz (default 48000)")
     emulator.add_argument("--extra-audio", type=Path, help="with --target: real recordings added to the training "
                           "audio")
@@ -67,11 +70,15 @@ def add_commands(train: argparse._SubParsersAction) -> None:
     emulator.set_defaults(handler=run_emulator)
 
 
-def _check_output(path: Path, suffix: str, overwrite: bool) -> None:
+def check_output_path(path: Path, suffix: str, overwrite: bool) -> None:
+    """Before any work: refuse an output of another suffix, a folder, an existing file (unless ``overwrite``) or
+    one whose folder does not exist (training first and failing to write after wastes the run)."""
     from ...errors import OutputExistsError, ParameterError
 
     if path.suffix.lower() != suffix:
         raise ParameterError(f"the output must end in {suffix}", where=path)
+    if path.is_dir():
+        raise ParameterError("is a folder", where=path)
     if path.exists() and not overwrite:
         raise OutputExistsError("exists; pass --overwrite to replace it", where=path)
     if not path.parent.is_dir():
@@ -94,7 +101,7 @@ def run_excitation(args: argparse.Namespace) -> int:
     from .excitation import make_excitation
 
     output: Path = args.output
-    _check_output(output, ".wav", args.overwrite)
+    check_output_path(output, ".wav", args.overwrite)
     excitation = make_excitation(args.sample_rate, extra_audio=args.extra_audio)
     temporary = temporary_beside(output, suffix=".wav")
     try:
@@ -188,8 +195,8 @@ def run_emulator(args: argparse.Namespace) -> int:
     from .trainer import train_emulator
 
     output: Path = args.output
-    _check_output(output, ".safetensors", args.overwrite)
-    if args.minutes <= 0:
+    check_output_path(output, ".safetensors", args.overwrite)
+    if not (math.isfinite(args.minutes) and args.minutes > 0):
         raise ParameterError(f"--minutes must be positive, got {args.minutes:g}")
     if not 0 < args.target_esr < 1:
         raise ParameterError(f"--target-esr must be within (0, 1), got {args.target_esr:g}")
@@ -198,13 +205,17 @@ def run_emulator(args: argparse.Namespace) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         raise ParameterError("--device cuda: no CUDA device is available here (use --device auto or cpu)")
     torch.set_num_threads(args.threads)
+    if args.target is None:
+        for option, value in (("--sample-rate", args.sample_rate), ("--extra-audio", args.extra_audio)):
+            if value is not None:
+                raise ParameterError(f"{option} goes with --target (with --dry the recordings set the audio)")
     if args.target is not None:
         if args.wet is not None:
             raise ParameterError("--wet goes with --dry, not with --target")
         from ...chains.yaml_io import load_chain
 
         chain = load_chain(args.target)
-        excitation = make_excitation(args.sample_rate, seed=0, extra_audio=args.extra_audio)
+        excitation = make_excitation(args.sample_rate or DEFAULT_CAPTURE_RATE, seed=0, extra_audio=args.extra_audio)
         try:
             wet = chain.process(excitation.audio[None], excitation.sample_rate)
         except (PedalchainError, ValueError, RuntimeError):  # a stereo-only step: feed two identical channels

@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 
 DAMAGES = "doubled-samples | hold:N | bandwidth:HZ | mp3:KBPS | noise:DB | bits:N | clip:DB"
+MIN_RATE_HZ, MAX_RATE_HZ = 8000.0, 192000.0
+"""Rates a restorer model may be trained at (the restorers' own ranges lie within)."""
 
 
 def add_commands(train: argparse._SubParsersAction) -> None:
@@ -29,19 +31,28 @@ def add_commands(train: argparse._SubParsersAction) -> None:
                         help="optimisation budget in minutes (default 5; CPU, 1 thread)")
     parser.add_argument("--sample-rate", type=float, default=44100.0, metavar="HZ",
                         help="rate the clips are read at and the model runs at (default 44100)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing model file")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Train; progress on stderr, the test table and where the files went on stdout.  Errors propagate to
     ``pedalchain.cli.main`` (one line, exit 2 for bad arguments)."""
+    import math
     import sys
 
     from ...errors import ParameterError
+    from ..capture.cli import check_output_path
     from .train import train_restorer
 
-    if not args.minutes > 0:
+    if not (math.isfinite(args.minutes) and args.minutes > 0):
         raise ParameterError(f"must be positive; got {args.minutes:g}", where="--minutes")
+    if not (math.isfinite(args.sample_rate) and MIN_RATE_HZ <= args.sample_rate <= MAX_RATE_HZ):
+        raise ParameterError(f"must be {MIN_RATE_HZ:g} to {MAX_RATE_HZ:g} Hz; got {args.sample_rate:g}",
+                             where="--sample-rate")
+    if args.seed < 0:
+        raise ParameterError(f"must be 0 or more; got {args.seed}", where="--seed")
+    check_output_path(args.output, ".safetensors", args.overwrite)
 
     def log(text: str) -> None:
         print(text, file=sys.stderr, flush=True)

@@ -69,7 +69,7 @@ from .bandwidth import DEFAULT_WEIGHTS as _BANDWIDTH_WEIGHTS
 from .bandwidth import load_weights
 from .declip import runs_of
 from .stft import FrameContext, SpectralRestorer, sqrt_hann, stft_size
-from .tiles import BIN_TILE, columns_in_tiles
+from .tiles import BIN_TILE, dense_layers
 
 ARCHITECTURE = "denoise-gain-mlp"
 DEFAULT_WEIGHTS = _BANDWIDTH_WEIGHTS.parent / "denoise.safetensors"
@@ -567,18 +567,8 @@ def gain_features(gamma: np.ndarray, sample_rate: float, spread_db: np.ndarray) 
 
 def mlp_gain(features: np.ndarray, arrays: dict[str, np.ndarray]) -> np.ndarray:
     """The gain network: ReLU hidden layers ``w0, b0, ...`` (w: inputs x units), sigmoid output;
-    features (FEATURES, ...) -> gains (...), on tiles of rows (:func:`~.tiles.columns_in_tiles`)."""
-    layers = sum(1 for name in arrays if name.startswith("w"))
-
-    def network(hidden: np.ndarray) -> np.ndarray:
-        for index in range(layers):
-            hidden = arrays[f"w{index}"].T @ hidden
-            hidden += arrays[f"b{index}"][:, None]
-            if index < layers - 1:
-                np.maximum(hidden, 0.0, out=hidden)
-        return hidden
-
-    output = columns_in_tiles(network, features.reshape(features.shape[0], -1), BIN_TILE)[0]
+    features (FEATURES, ...) -> gains (...), on tiles (:func:`~.tiles.dense_layers`)."""
+    output = dense_layers(arrays, features.reshape(features.shape[0], -1), BIN_TILE)[0]
     return (1.0 / (1.0 + np.exp(-output))).reshape(features.shape[1:])
 
 

@@ -52,7 +52,7 @@ from ...errors import ParameterError
 from ..streaming import DelayLine
 from . import Restorer, on_threads, resolve_model_param
 from .stft import WHOLE_BLOCK, FrameContext, StftStream, one_shot_blas_limited, sqrt_hann
-from .tiles import FRAME_TILE, columns_in_tiles
+from .tiles import FRAME_TILE, columns_in_tiles, dense_layers
 
 ARCHITECTURE = "doubled-samples-spectral"
 """The ``architecture`` of the model files this restorer runs."""
@@ -175,17 +175,7 @@ def run_network(features: np.ndarray, arrays: dict[str, np.ndarray]) -> np.ndarr
     ``w0, b0, w1, b1, ...`` (ReLU between, linear output): (..., out) float32."""
     leading = features.shape[:-1]
     hidden = ((features - arrays["feature_mean"]) / arrays["feature_std"]).reshape(-1, features.shape[-1])
-    layers = sum(1 for name in arrays if name.startswith("w"))
-
-    def network(hidden: np.ndarray) -> np.ndarray:  # a frame per column
-        for index in range(layers):
-            hidden = arrays[f"w{index}"].T @ hidden
-            hidden += arrays[f"b{index}"][:, None]
-            if index < layers - 1:
-                np.maximum(hidden, 0.0, out=hidden)
-        return hidden
-
-    output = columns_in_tiles(network, hidden.T, FRAME_TILE)
+    output = dense_layers(arrays, hidden.T, FRAME_TILE)  # a frame per column
     return output.T.reshape(*leading, output.shape[0])
 
 

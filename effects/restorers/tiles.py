@@ -33,3 +33,19 @@ def columns_in_tiles(function: Callable[[np.ndarray], np.ndarray], columns: np.n
         stacked[full, :, :rest] = columns[:, full * tile :]
     result = function(stacked)
     return result.transpose(1, 0, 2).reshape(result.shape[1], result.shape[0] * tile)[:, :n]
+
+
+def dense_layers(arrays: dict[str, np.ndarray], columns: np.ndarray, tile: int) -> np.ndarray:
+    """The dense layers ``w0, b0, w1, b1, ...`` of ``arrays`` (w: inputs x units; ReLU between, linear output)
+    on each column of ``columns`` (inputs, n), on tiles (:func:`columns_in_tiles`): (outputs, n)."""
+    layers = sum(1 for name in arrays if name.startswith("w"))
+
+    def network(hidden: np.ndarray) -> np.ndarray:
+        for index in range(layers):
+            hidden = arrays[f"w{index}"].T @ hidden
+            hidden += arrays[f"b{index}"][:, None]
+            if index < layers - 1:
+                np.maximum(hidden, 0.0, out=hidden)
+        return hidden
+
+    return columns_in_tiles(network, columns, tile)

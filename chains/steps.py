@@ -108,7 +108,7 @@ class PluginStep(StepKind):
         params = dict(params)
         link = params.pop(STEREO_LINK, False)
         if link is not False and value != "Compressor":
-            raise ParameterError(f"{STEREO_LINK}: only a Compressor takes it", where=f"{value}.{STEREO_LINK}")
+            raise ParameterError("only a Compressor takes it", where=f"{value}.{STEREO_LINK}")
         if not isinstance(link, bool):
             raise ParameterError(f"expects true or false, got {link!r}", where=f"{value}.{STEREO_LINK}")
         plugin = build_builtin(value, params, base_dir=context.base_dir)

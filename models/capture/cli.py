@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 
 MODEL_CHOICES = ("auto", "fir", "wiener-hammerstein", "compressor", "lstm", "wavenet")
+EXIT_INTERRUPTED = 130
+"""Exit status after Ctrl-C, as ``chain apply``'s (the best model so far is still written)."""
 DEFAULT_CAPTURE_RATE = 48000
 """Excitation rate (Hz) of a ``--target`` capture unless ``--sample-rate`` says otherwise."""
 REPORT_RESERVE_S = 10.0
@@ -244,7 +246,7 @@ def run_emulator(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         bar.done()
         print("interrupted before any model was fitted: nothing written", file=sys.stderr)
-        return 1
+        return EXIT_INTERRUPTED
     except RuntimeError as error:  # e.g. out of time before any fit, or a GPU error in a single named family
         bar.done()
         raise PedalchainError(f"training failed: {error}", where=output) from None
@@ -264,4 +266,4 @@ def run_emulator(args: argparse.Namespace) -> int:
     print(summary_text(report))
     png_text = png_path.name if plotted else "no PNG (pip install matplotlib for the figure)"
     print(f"wrote {info.path} ({info.parameter_count:,} parameters), {json_path.name}, {png_text}")
-    return 0 if result.reached else 1
+    return EXIT_INTERRUPTED if result.interrupted else 0 if result.reached else 1

@@ -357,9 +357,9 @@ class _Render:
         metering pass over the scratch file runs the limiter at ``gain_db`` and, on a second thread, at
         :data:`LIMITER_PROBE_DB` more; the loudness they reach gives the slope (a limiter gives less than 1 LU per
         dB) for a linear step, at most :data:`LIMITER_MAKEUP_MAX_DB` above ``gain_db``; where the gain found misses
-        the target, a second metering pass gives one more step (a limiter's loudness is not linear in its gain: a
-        hiss recording landed 0.76 LU short).  The ceiling is lowered by the most the limiter let the true peak
-        over it (:data:`TRUE_PEAK_TOLERANCE_DB`)."""
+        the target by more than :data:`LOUDNESS_TOLERANCE_LU`, a second metering pass gives one more step (a
+        limiter's loudness is not linear in its gain).  The ceiling is lowered by the most the limiter let the true
+        peak over it (:data:`TRUE_PEAK_TOLERANCE_DB`)."""
         from concurrent.futures import ThreadPoolExecutor
 
         rate, channels = self.info.sample_rate, self.info.channels

@@ -229,11 +229,14 @@ class Dequantize(Restorer):
 
     @bits.setter
     def bits(self, bits: int | str) -> None:
-        bits = _setting(bits, "bits", 2, OFF_BITS)
-        if isinstance(bits, int) and MAX_BITS < bits < OFF_BITS:
-            raise ParameterError(f"bits must be 'auto', a whole number 2..{MAX_BITS} or {OFF_BITS} (off), got {bits}",
-                                 where="bits")
-        self._bits = bits
+        message = f"bits must be 'auto', a whole number 2..{MAX_BITS} or {OFF_BITS} (off), got {bits!r}"
+        try:
+            value = _setting(bits, "bits", 2, OFF_BITS)
+        except ParameterError:
+            raise ParameterError(message, where="bits") from None
+        if isinstance(value, int) and MAX_BITS < value < OFF_BITS:
+            raise ParameterError(message, where="bits")
+        self._bits = value
         self._grid = self._bits if isinstance(self._bits, int) and self._bits <= MAX_BITS else None
         self._set_up_again()
 

@@ -16,8 +16,6 @@ import time
 from pathlib import Path
 
 MODEL_CHOICES = ("auto", "fir", "wiener-hammerstein", "compressor", "lstm", "wavenet")
-EXIT_INTERRUPTED = 130
-"""Exit status after Ctrl-C, as ``chain apply``'s (the best model so far is still written)."""
 DEFAULT_CAPTURE_RATE = 48000
 """Excitation rate (Hz) of a ``--target`` capture unless ``--sample-rate`` says otherwise."""
 REPORT_RESERVE_S = 10.0
@@ -184,11 +182,13 @@ class _Bar:
 
 
 def run_emulator(args: argparse.Namespace) -> int:
-    """Train, save the model, write and print the report; 0 when the target was reached, 1 when not."""
+    """Train, save the model, write and print the report; 0 when the target was reached, 1 when not, 130 after
+    Ctrl-C."""
     command_started = time.monotonic()
     import numpy as np
     import torch
 
+    from ...cli import EXIT_INTERRUPTED  # after Ctrl-C, as chain apply (the best model so far is still written)
     from ...errors import ParameterError, PedalchainError
     from ..model_file import save_model
     from .excitation import make_excitation

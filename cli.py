@@ -28,7 +28,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from . import __version__
-from .errors import ChainFileError, OutputExistsError, ParameterError, PedalchainError, PluginLoadError
+from .errors import (
+    ChainFileError,
+    ModelFileError,
+    OutputExistsError,
+    ParameterError,
+    PedalchainError,
+    PluginLoadError,
+)
 
 if TYPE_CHECKING:
     from .chains.batch import BatchReport, ChainSpec, Executor, FileResult, Job, Plan, ResumeState
@@ -199,7 +206,7 @@ def _run(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace)
         what = "terminated" if isinstance(interruption, Terminated) else "interrupted"
         _error(f"{what}; no partial output was left behind")
         return 128 + interruption.signum if isinstance(interruption, Terminated) else EXIT_INTERRUPTED
-    except (ChainFileError, ParameterError, PluginLoadError, OutputExistsError) as error:
+    except (ChainFileError, ParameterError, PluginLoadError, ModelFileError, OutputExistsError) as error:
         _error(str(error))
         return EXIT_USAGE
     except PedalchainError as error:

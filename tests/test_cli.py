@@ -185,6 +185,11 @@ BAD_CHAINS = {
     "vst3-not-plugin": ("steps:\n  - vst3: fake.vst3\n", ["bad.yaml:2", "fake.vst3"]),
     "min-rate-not-a-rate": ("steps:\n  - plugin: Gain\n    min_rate: fast\n", ["bad.yaml:3", "min_rate"]),
     "min-rate-negative": ("steps:\n  - plugin: Gain\n    min_rate: -3 kHz\n", ["bad.yaml:3", "min_rate", "positive"]),
+    "model-not-a-model": ("steps:\n  - model: fake.safetensors\n", ["bad.yaml:2", "fake.safetensors", "not a safetensors"]),
+    "restorer-model-not-a-model": ("steps:\n  - restorer: declip\n    model: fake.safetensors\n",
+                                   ["bad.yaml:2", "fake.safetensors", "not a safetensors"]),
+    "restorer-model-missing": ("steps:\n  - restorer: dequantize\n    model: gone.safetensors\n",
+                               ["bad.yaml:2", "model: no such model file", "gone.safetensors"]),
 }
 # Depends on the file's sample rate, so it is a per-file failure (exit 1), found before any output is written.
 NYQUIST = "steps:\n  - plugin: LowpassFilter\n    cutoff_frequency_hz: 30 kHz\n"
@@ -194,6 +199,7 @@ NYQUIST = "steps:\n  - plugin: LowpassFilter\n    cutoff_frequency_hz: 30 kHz\n"
 def test_bad_chain_file_is_one_line_exit_2_no_output(tmp_path, song, case):
     text, expected = BAD_CHAINS[case]
     (tmp_path / "fake.vst3").write_bytes(b"not a plugin")
+    (tmp_path / "fake.safetensors").write_bytes(b"not a model")
     yaml_path = _bad_yaml(tmp_path, text)
     before, listing = digest(song), sorted(os.listdir(tmp_path))
     result = run_cli("apply", str(yaml_path), str(song), cwd=tmp_path)

@@ -344,3 +344,18 @@ def test_a_finding_whose_restorer_refuses_the_rate_is_reported_as_left_alone(tmp
     assert band and band[0].endswith(": left alone (bandwidth runs at 32-96 kHz)"), summary.analysis
     assert not any("extended" in note or "not available" in note for note in summary.analysis)
     assert np.array_equal(sf.read(out, dtype="float32")[0], sf.read(source, dtype="float32")[0])
+
+
+@pytest.mark.parametrize("name", ["bandwidth", "declip", "denoise", "dequantize", "doubled-samples"])
+def test_a_restorer_model_is_checked_alike_from_python_and_from_yaml(tmp_path, name):
+    from pedalchain.effects.restorers import restorer_class
+    from pedalchain.errors import ModelFileError, ParameterError
+
+    cls = restorer_class(name)
+    with pytest.raises(ParameterError, match=rf"^restorer: {name}\.model: model: no such model file "):
+        cls(model=tmp_path / "gone.safetensors")
+    with pytest.raises(ParameterError, match=r"^steps\.yaml:3: model: no such model file "):
+        cls.from_params({"model": "gone.safetensors"}, "steps.yaml:3", base_dir=tmp_path)
+    (tmp_path / "junk.safetensors").write_bytes(b"not a model")
+    with pytest.raises(ModelFileError, match="junk.safetensors: not a safetensors model file"):
+        cls(model=tmp_path / "junk.safetensors")

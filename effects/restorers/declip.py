@@ -334,8 +334,9 @@ class Declip(Restorer):
     def __init__(self, threshold: float | str = "auto", model: str | Path | None = None) -> None:
         super().__init__()
         self.threshold = threshold
-        self.model = None if model is None else str(model)
-        self._arrays, self._config = load_weights(model)
+        self.model = None if model is None else str(resolve_model_param(model, f"restorer: {self.name}.model",
+                                                                        None, ARCHITECTURE))
+        self._arrays, self._config = load_weights(self.model)
         self._reconstructor = Reconstructor(self._config, self._arrays)
 
     @property
@@ -373,7 +374,7 @@ class Declip(Restorer):
                 model = resolve_model_param(model, "model", base_dir, ARCHITECTURE)
             return cls(params.get("threshold", "auto"), model)
         except ParameterError as error:
-            raise ParameterError(f"declip: {error.message}", where=where) from None
+            raise ParameterError(error.message, where=where or error.where) from None
 
     def params(self) -> dict[str, Any]:
         out: dict[str, Any] = {}

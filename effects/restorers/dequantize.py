@@ -207,8 +207,9 @@ class Dequantize(Restorer):
         super().__init__()
         self.hold = hold
         self.bits = bits
-        self.model = None if model is None else str(model)
-        self._weights = load_weights(model)
+        self.model = None if model is None else str(resolve_model_param(model, f"restorer: {self.name}.model",
+                                                                        None, ARCHITECTURE))
+        self._weights = load_weights(self.model)
 
     @property
     def hold(self) -> int | str:
@@ -260,7 +261,7 @@ class Dequantize(Restorer):
                 model = resolve_model_param(model, "model", base_dir, ARCHITECTURE)
             return cls(params.get("hold", "auto"), params.get("bits", "auto"), model)
         except ParameterError as error:
-            raise ParameterError(f"dequantize {error.message}", where=where) from None
+            raise ParameterError(error.message, where=where or error.where) from None
 
     def params(self) -> dict[str, Any]:
         out: dict[str, Any] = {}

@@ -308,12 +308,10 @@ class DoubledSampleRepair(Restorer):
                  base_dir: str | Path | None = None, where: str | None = None,
                  weights: tuple[dict[str, np.ndarray], dict[str, Any]] | None = None) -> None:
         super().__init__()
-        where = where or f"restorer: {self.name}"
-        self._where = where
         self.mode, self.parity = mode, parity
         self._model_param = model
         self.model_path = (DEFAULT_WEIGHTS if model is None
-                           else resolve_model_param(model, f"{where}.model", base_dir, ARCHITECTURE))
+                           else resolve_model_param(model, f"restorer: {self.name}.model", base_dir, ARCHITECTURE))
         self._arrays: dict[str, np.ndarray] = {}
         self._config: dict[str, Any] = {}
         if weights is not None:  # (arrays, config) in memory: training evaluates candidates without a file
@@ -323,7 +321,7 @@ class DoubledSampleRepair(Restorer):
         elif self.mode != "naive":
             raise ParameterError(
                 f"the shipped model {self.model_path} is missing; train one with `chain train restorer --damage "
-                "doubled-samples` and pass it as model:, or use mode: naive", where=where,
+                "doubled-samples` and pass it as model:, or use mode: naive", where=where or f"restorer: {self.name}",
             )
         self.detected_parity: int | None = None
         self.regions: list[tuple[int, int]] | None = None
@@ -338,7 +336,8 @@ class DoubledSampleRepair(Restorer):
     @mode.setter
     def mode(self, mode: str) -> None:
         if mode not in MODES:
-            raise ParameterError(f"mode: expects one of {', '.join(MODES)}; got {mode!r}", where=f"{self._where}.mode")
+            raise ParameterError(f"mode: expects one of {', '.join(MODES)}; got {mode!r}",
+                                 where=f"restorer: {self.name}.mode")
         self._mode = mode
         self._set_up_again()
 
@@ -352,7 +351,7 @@ class DoubledSampleRepair(Restorer):
         if isinstance(parity, str) and parity.strip() in ("0", "1"):
             parity = int(parity)
         if isinstance(parity, bool) or parity not in PARITIES:
-            raise ParameterError(f"parity: expects auto, 0 or 1; got {parity!r}", where=f"{self._where}.parity")
+            raise ParameterError(f"parity: expects auto, 0 or 1; got {parity!r}", where=f"restorer: {self.name}.parity")
         self._parity = parity if parity == "auto" else int(parity)
         self._set_up_again()
 
@@ -366,8 +365,11 @@ class DoubledSampleRepair(Restorer):
         if unknown:
             raise ParameterError(f"restorer 'doubled-samples' has no parameter {', '.join(unknown)} (it takes mode, "
                                  "parity, model)", where=where)
-        return cls(params.get("mode", "detect"), params.get("parity", "auto"), params.get("model"),
-                   base_dir=base_dir, where=where)
+        try:
+            return cls(params.get("mode", "detect"), params.get("parity", "auto"), params.get("model"),
+                       base_dir=base_dir, where=where)
+        except ParameterError as error:
+            raise ParameterError(error.message, where=where or error.where) from None
 
     def params(self) -> dict[str, Any]:
         values: dict[str, Any] = {}

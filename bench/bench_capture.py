@@ -263,6 +263,28 @@ def _earlier_lines(rerun: set[str]) -> tuple[list[str], list[str]]:
     return rows, families
 
 
+def _earlier_nam_cells(name: str) -> str | None:
+    """The NAM cells of case ``name`` in the current RESULTS.md section, marked with the date of the run that
+    measured them (kept when NAM is not rerun), or None."""
+    from _results import RESULTS
+
+    text = RESULTS.read_text() if RESULTS.exists() else ""
+    start, end = f"<!-- {SECTION}:start -->", f"<!-- {SECTION}:end -->"
+    if start not in text or end not in text:
+        return None
+    section = text.split(start, 1)[1].split(end, 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and _case_of(line) == name]
+    dates = [line.split("`")[1] for line in section.splitlines() if line.startswith("- date: `")]
+    if not rows or not dates:
+        return None
+    cells = [cell.strip() for cell in rows[0].strip().strip("|").split("|")][-3:]
+    if cells[0].startswith("not run") or cells[0].startswith("failed"):
+        return None
+    if "measured " not in cells[0]:
+        cells[0] += f" (measured {' '.join(dates[0].split()[1:3])})"
+    return " | ".join(cells)
+
+
 def write_section(rows: list, info: dict, names: list[str], x_test: np.ndarray, args: argparse.Namespace) -> str:
     """Replace this script's section of RESULTS.md with the rows so far; returns the text."""
     body = ["## Effect-emulation captures (`bench/bench_capture.py`)\n", machine_lines(info),
@@ -290,7 +312,7 @@ def write_section(rows: list, info: dict, names: list[str], x_test: np.ndarray, 
                          f"{ours['wall_s'] / 60:.2f} ({ours['cpu_s'] / 60:.2f}) | {yes_no(met)} | "
                          f"{ours['realtime']:.0f}×")
         if nam is None:
-            nam_cells = "not run | - | -"
+            nam_cells = _earlier_nam_cells(case.name) or "not run | - | -"
         elif "error" in nam:
             nam_cells = f"failed: {nam['error'][:80]} | - | -"
         else:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -100,6 +101,23 @@ def test_ctrl_c_keeps_the_best_model_so_far(excitation) -> None:
     assert result.interrupted
     assert result.family == "wiener-hammerstein" and result.model is not None
     assert result.validation_esr == pytest.approx(seen[-1]["best_esr"])
+
+
+def test_the_budget_is_work_so_a_rerun_fits_the_same_model(excitation) -> None:
+    """The budget runs out on the work clock, not the wall clock: with every family in turn given a slice of
+    it (auto, a target out of reach), the second run is given different wall time and must not notice."""
+    drive = pedalboard.Pedalboard([pedalboard.Distortion(drive_db=12), pedalboard.LowpassFilter(3000)])
+    dry = excitation.audio[: 20 * RATE]  # 20 s: enough work for every family within the budget
+    pair = prepare_pair(dry, drive(dry, RATE), RATE, rendered=True)
+    first = train_emulator(pair, "auto", target_esr=1e-9, budget_s=12)
+    # a busy machine, as far as a wall clock could tell: every checkpoint a quarter second late
+    second = train_emulator(pair, "auto", target_esr=1e-9, budget_s=12, progress=lambda update: time.sleep(0.25))
+    assert [r.family for r in first.families if r.model is not None] == ["fir", "wiener-hammerstein", "compressor",
+                                                                         "lstm", "wavenet"]
+    assert [r.validation_esr for r in first.families] == [r.validation_esr for r in second.families]
+    assert first.family == second.family and first.seconds == second.seconds
+    for name, value in first.model.state_dict().items():
+        assert torch.equal(value, second.model.state_dict()[name]), name
 
 
 @pytest.mark.parametrize("model", [WienerHammerstein(8, 16, 4), GreyBoxCompressor("peak", "level"),

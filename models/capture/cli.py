@@ -12,14 +12,13 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-import time
 from pathlib import Path
 
 MODEL_CHOICES = ("auto", "fir", "wiener-hammerstein", "compressor", "lstm", "wavenet")
 DEFAULT_CAPTURE_RATE = 48000
 """Excitation rate (Hz) of a ``--target`` capture unless ``--sample-rate`` says otherwise."""
 REPORT_RESERVE_S = 10.0
-"""Seconds of ``--minutes`` kept for saving the model and writing the report after training."""
+"""Seconds of ``--minutes`` not given to training: the render and pairing before it, the model and report after."""
 
 
 def add_commands(train: argparse._SubParsersAction) -> None:
@@ -55,7 +54,8 @@ def add_commands(train: argparse._SubParsersAction) -> None:
     emulator.add_argument("--target-esr", type=float, default=1e-3,
                           help="validation ESR to reach, Σ(y-ŷ)²/Σy² (default 1e-3)")
     emulator.add_argument("--minutes", type=float, default=5.0,
-                          help="budget for the whole command incl. every family tried (default 5)")
+                          help="budget of work for every family tried, in minutes on the reference machine: "
+                          "the same command and seed write the same model anywhere (default 5)")
     emulator.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     emulator.add_argument("--sample-rate", type=int, default=None,
                           help="excitation rate for --target captures, Hz (default 48000)")
@@ -184,7 +184,6 @@ class _Bar:
 def run_emulator(args: argparse.Namespace) -> int:
     """Train, save the model, write and print the report; 0 when the target was reached, 1 when not, 130 after
     Ctrl-C."""
-    command_started = time.monotonic()
     import numpy as np
     import torch
 
@@ -239,8 +238,9 @@ def run_emulator(args: argparse.Namespace) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     bar = _Bar(args.quiet)
     try:
-        # --minutes covers the whole command: rendering and pairing before training, saving and the report after
-        budget_s = args.minutes * 60.0 - (time.monotonic() - command_started) - REPORT_RESERVE_S
+        # work, not wall time (the trainer's WorkClock), so that one command fits one model anywhere; the reserve
+        # leaves room for the render and pairing before and the report after on the reference machine
+        budget_s = args.minutes * 60.0 - REPORT_RESERVE_S
         result = train_emulator(pair, args.model, args.target_esr, max(budget_s, 1.0), args.seed, progress=bar,
                                 device=args.device)
     except KeyboardInterrupt:

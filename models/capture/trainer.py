@@ -1,16 +1,19 @@
-"""The capture trainer: fit model families cheapest first within one time budget, keep the best.
+"""The capture trainer: fit model families cheapest first within one budget of work, keep the best.
 
 ``train_emulator(pair, family="auto", ...)`` fits FIR → Wiener–Hammerstein → grey-box compressor → LSTM →
 WaveNet (or one named family) on the pair's train region, measures plain ESR on its validation region, and stops
 at the first family that reaches ``target_esr``.  Progress goes through a callback (the CLI draws the bar);
 Ctrl-C (KeyboardInterrupt) stops training and returns the best model so far.  This module imports torch.
+
+The budget is counted on a :class:`WorkClock`, not on the wall clock: every family charges the samples it runs
+through its model, at the rates measured on a reference machine, so one command with one seed fits the same
+model on a fast machine, a slow one or a busy one (the slow one takes longer to get there).
 """
 
 from __future__ import annotations
 
 import copy
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,20 +36,57 @@ MAX_TAPS_OUT = 512
 """Longest Wiener–Hammerstein output filter (samples): 10.7 ms at 48 kHz, the −50 dB decay of a resonant filter
 near 1 kHz."""
 
+ALS_ITERATIONS = 6
+"""Rounds of alternating least squares in :func:`fit_hammerstein`."""
+
 NOT_A_COMPRESSOR_LOSS = 0.5
 """The compressor family stops after its grid when no grid point brings the training loss below this."""
 
+REFERENCE_SAMPLES_PER_S = {
+    "fir": 2.5e6,  # the least-squares fit, per sample of the train region
+    "hammerstein": 6.5e5,  # alternating least squares, per sample of a drawn row and round
+    "wiener-hammerstein": 5.0e5,  # an L-BFGS evaluation (forward and backward), per sample of its rows
+    "compressor-grid:level": 2.0e6,  # a grid point (attack, release; every threshold), per sample of the grid rows
+    "compressor-grid:gain": 5.0e6,
+    "compressor": 2.4e6,  # an L-BFGS evaluation, per sample of its rows
+    "lstm": 1.0e6,  # an Adam step, per sample of its batch
+    "wavenet": 8.5e5,
+    "validation:fir": 3.5e6,  # a validation check, per sample of the validation audio (with its warm-up)
+    "validation:wiener-hammerstein": 1.8e6,
+    "validation:compressor": 4.4e6,
+    "validation:lstm": 2.0e6,
+    "validation:wavenet": 2.8e6,
+}
+"""What a second of the budget buys: samples per second of each part of the training on the reference machine
+(one thread of a 2-core AMD EPYC server, CPU torch 2.13, the other core busy), measured by
+``bench/calibrate_capture.py`` (idle, the same machine did 5-25 % more)."""
+
 Progress = Callable[[dict[str, Any]], None]
-"""Called with {"family", "step", "elapsed_s", "budget_s", "train_loss", "validation_esr", "best_esr"}."""
+"""Called with {"family", "step", "elapsed_s", "budget_s", "train_loss", "validation_esr", "best_esr"}; the
+seconds are the :class:`WorkClock`'s."""
+
+
+class WorkClock:
+    """The trainer's clock: seconds of work on the reference machine (:data:`REFERENCE_SAMPLES_PER_S`), charged
+    by the families after each piece of work.  Deadlines are set on it so that the result does not depend on the
+    machine's speed or load."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def charge(self, work: str, samples: int) -> None:
+        """Account for ``work`` (a key of :data:`REFERENCE_SAMPLES_PER_S`) done on ``samples`` samples."""
+        self.seconds += samples / REFERENCE_SAMPLES_PER_S[work]
 
 
 class _OutOfTime(Exception):
-    """Raised inside an optimiser closure when the family's deadline has passed."""
+    """Raised inside an optimiser closure when the family's deadline (on the work clock) has passed."""
 
 
 @dataclass
 class FamilyResult:
-    """What one family reached: ``validation_esr`` (plain ESR on the validation region), time used, curve."""
+    """What one family reached: ``validation_esr`` (plain ESR on the validation region), the work clock's seconds
+    at its end, its curve."""
 
     family: str
     model: StreamingModel | None
@@ -65,7 +105,8 @@ class FamilyResult:
 
 @dataclass
 class TrainResult:
-    """The chosen model, every family's result, and whether the target was reached / the run interrupted."""
+    """The chosen model, every family's result, and whether the target was reached / the run interrupted;
+    ``seconds`` are the work clock's."""
 
     model: StreamingModel
     family: str
@@ -82,27 +123,30 @@ class _Tracker:
     """Keeps the best state (by validation ESR) and the curve of one family; reports progress."""
 
     def __init__(self, family: str, model: StreamingModel, evaluate: Callable[[StreamingModel], float],
-                 deadline: float, budget_s: float, started: float, progress: Progress | None, target: float,
-                 check_seconds: list[float] | None = None) -> None:
+                 validation_samples: int, deadline: float, budget_s: float, clock: WorkClock,
+                 progress: Progress | None, target: float) -> None:
         self.family, self.model, self.evaluate = family, model, evaluate
-        self.check_seconds = check_seconds if check_seconds is not None else []
-        self.deadline, self.budget_s, self.started, self.progress, self.target = (deadline, budget_s, started,
-                                                                                  progress, target)
+        self.validation_samples = validation_samples
+        self.deadline, self.budget_s, self.clock, self.progress, self.target = (deadline, budget_s, clock,
+                                                                                progress, target)
         self.best_esr, self.best_state = math.inf, None
         self.history: list[dict[str, float]] = []
         self.step = 0
 
     def out_of_time(self) -> bool:
-        return time.monotonic() >= self.deadline
+        return self.clock.seconds >= self.deadline
+
+    def charge(self, samples: int) -> None:
+        """Account for a training step of this family on ``samples`` samples."""
+        self.clock.charge(self.family, samples)
 
     def checkpoint(self, train_loss: float) -> float:
         """Measure validation ESR, keep the state if best, report; returns the ESR."""
-        began = time.monotonic()
         esr = self.evaluate(self.model)
-        self.check_seconds.append(time.monotonic() - began)
+        self.clock.charge(f"validation:{self.family}", self.validation_samples)
         if esr < self.best_esr or self.best_state is None:
             self.best_esr, self.best_state = esr, copy.deepcopy(self.model.state_dict())
-        elapsed = time.monotonic() - self.started
+        elapsed = self.clock.seconds
         self.history.append({"elapsed_s": elapsed, "train_loss": float(train_loss), "validation_esr": esr})
         if self.progress is not None:
             self.progress({"family": self.family, "step": self.step, "elapsed_s": elapsed,
@@ -124,7 +168,7 @@ class _Tracker:
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
         return FamilyResult(self.family, self.model if self.best_state is not None else None, self.best_esr,
-                            time.monotonic() - self.started, self.history, note)
+                            self.clock.seconds, self.history, note)
 
 
 # -- data helpers ------------------------------------------------------------------------------------------------
@@ -229,7 +273,7 @@ def _filter_rows(features: np.ndarray, h: np.ndarray) -> np.ndarray:
 
 
 def fit_hammerstein(x: np.ndarray, y: np.ndarray, warmup: int, taps: int, h0: np.ndarray,
-                    basis: Callable[[np.ndarray], np.ndarray], iterations: int = 6, chunk: int = 24
+                    basis: Callable[[np.ndarray], np.ndarray], iterations: int = ALS_ITERATIONS, chunk: int = 24
                     ) -> tuple[np.ndarray, np.ndarray]:
     """Best ``y ≈ h ∗ (basis(x) @ c)`` by alternating least squares: ``(h, c)``, h (taps,) scaled to 0 dB peak gain.
 
@@ -270,21 +314,24 @@ class _Context:
     seed: int
     target: float
     progress: Progress | None
-    started: float
     budget_s: float
+    clock: WorkClock = field(default_factory=WorkClock)
     predict_cache: dict[str, Any] = field(default_factory=dict)
     tracker: _Tracker | None = None
-    check_seconds: list[float] = field(default_factory=list)
 
     @property
-    def reserve_s(self) -> float:
-        """Time kept back from a family's deadline: its last validation check runs after the deadline."""
-        return 1.0 + 2.0 * max(self.check_seconds, default=0.0)
+    def validation_samples(self) -> int:
+        start, end = self.pair.validation
+        return end - start + min(start, int(self.pair.sample_rate))  # with its warm-up (validation_predictor)
+
+    def reserve_s(self, family: str) -> float:
+        """Work kept back from ``family``'s deadline: its last validation check runs after the deadline."""
+        return 1.0 + 2.0 * self.validation_samples / REFERENCE_SAMPLES_PER_S[f"validation:{family}"]
 
     def track(self, family: str, model: StreamingModel, deadline: float) -> _Tracker:
         """A new tracker for ``family``, remembered so an interrupt can still take its best state."""
-        self.tracker = _Tracker(family, model, self.evaluator(), deadline, self.budget_s, self.started,
-                                self.progress, self.target, self.check_seconds)
+        self.tracker = _Tracker(family, model, self.evaluator(), self.validation_samples, deadline, self.budget_s,
+                                self.clock, self.progress, self.target)
         return self.tracker
 
     def evaluator(self) -> Callable[[StreamingModel], float]:
@@ -295,9 +342,10 @@ class _Context:
 
 
 def _lbfgs_loop(model: StreamingModel, parameters: list[torch.Tensor], loss_fn: Callable[[], torch.Tensor],
-                tracker: _Tracker, iterations_per_check: int = 20) -> None:
+                samples: int, tracker: _Tracker, iterations_per_check: int = 20) -> None:
     """L-BFGS (strong Wolfe) in rounds of ``iterations_per_check``, a checkpoint after each, until out of time,
-    target reached, plateau, or the optimiser converged."""
+    target reached, plateau, or the optimiser converged.  Each evaluation of ``loss_fn`` runs ``samples``
+    samples through the model, forward and backward."""
     optimizer = torch.optim.LBFGS(parameters, lr=1.0, max_iter=iterations_per_check, history_size=50,
                                   line_search_fn="strong_wolfe", tolerance_grad=1e-12, tolerance_change=1e-14)
     last = [math.inf]
@@ -308,6 +356,7 @@ def _lbfgs_loop(model: StreamingModel, parameters: list[torch.Tensor], loss_fn: 
         optimizer.zero_grad()
         loss = loss_fn()
         loss.backward()
+        tracker.charge(samples)
         last[0] = float(loss.detach())
         return loss
 
@@ -336,6 +385,7 @@ def fit_fir(ctx: _Context, deadline: float, taps: int = 512) -> FamilyResult:
     tracker = ctx.track("fir", model, deadline)
     start, end = ctx.pair.train
     h = fit_fir_impulse(ctx.pair.dry[start:end], ctx.pair.wet[start:end], taps)
+    tracker.charge(end - start)
     with torch.no_grad():
         model.weight.copy_(torch.from_numpy(h).float())
     tracker.step = 1
@@ -372,6 +422,8 @@ def fit_wiener_hammerstein(ctx: _Context, deadline: float, taps_in: int = 32, hi
     drawn = np.sort(np.random.default_rng(ctx.seed).permutation(len(x))[:fit_rows])
     h, c = fit_hammerstein(x[drawn], y[drawn], warmup, taps_out, small_signal, basis)
     inputs = torch.from_numpy(x[order])
+    # the alternating least squares: two passes over the drawn rows per iteration, each about a forward pass
+    ctx.clock.charge("hammerstein", ALS_ITERATIONS * x[drawn].size)
     with torch.no_grad():
         model.h_out.copy_(torch.from_numpy(h).float())
         model.gain.fill_(float(c[0]))
@@ -381,7 +433,8 @@ def fit_wiener_hammerstein(ctx: _Context, deadline: float, taps_in: int = 32, hi
     tracker.checkpoint(float("nan"))
     inputs, targets = inputs.to(ctx.device), torch.from_numpy(y[order]).to(ctx.device)
     loss = CaptureLoss()
-    _lbfgs_loop(model, list(model.parameters()), lambda: loss(model(inputs)[:, warmup:], targets), tracker)
+    _lbfgs_loop(model, list(model.parameters()), lambda: loss(model(inputs)[:, warmup:], targets), inputs.numel(),
+                tracker)
     return tracker.result(f"output filter {taps_out} taps; Hammerstein fit by alternating least squares, then "
                           f"L-BFGS on {len(order)} rows of {row_length} samples")
 
@@ -409,7 +462,7 @@ def fit_compressor(ctx: _Context, deadline: float, row_length_s: float = 2.0, wa
         best: tuple[float, GreyBoxCompressor | None] = (math.inf, None)
         for attack in (0.3, 1.0, 3.0, 10.0):
             for release in (3.0, 10.0, 30.0, 100.0, 300.0):
-                if time.monotonic() >= deadline:
+                if ctx.clock.seconds >= deadline:
                     break
                 with torch.no_grad():
                     model.set_parameters(-20.0, 4.0, attack, release)
@@ -429,6 +482,7 @@ def fit_compressor(ctx: _Context, deadline: float, row_length_s: float = 2.0, wa
                         value = float(loss(model.forward_rows(grid_inputs, grid_y0)[:, warmup:], grid_targets))
                         if value < best[0]:
                             best = (value, copy.deepcopy(model))
+                ctx.clock.charge(f"compressor-grid:{smoothing}", grid_inputs.numel())
         if best[1] is not None:
             variants.append((best[0], best[1]))
     variants.sort(key=lambda v: v[0])
@@ -440,14 +494,14 @@ def fit_compressor(ctx: _Context, deadline: float, row_length_s: float = 2.0, wa
                               f"(≥ {NOT_A_COMPRESSOR_LOSS:g}): the device does not behave like a compressor")
     results = []
     for index, (value, model) in enumerate(variants):
-        remaining = deadline - time.monotonic()
+        remaining = deadline - ctx.clock.seconds
         if remaining <= 0 and results:
             break
-        tracker = ctx.track("compressor", model, time.monotonic() + max(remaining / (len(variants) - index), 1.0))
+        tracker = ctx.track("compressor", model, ctx.clock.seconds + max(remaining / (len(variants) - index), 1.0))
         tracker.checkpoint(value)
         _lbfgs_loop(model, list(model.parameters()),
-                    lambda model=model: loss(model.forward_rows(inputs, y0)[:, warmup:], targets), tracker,
-                    iterations_per_check=10)
+                    lambda model=model: loss(model.forward_rows(inputs, y0)[:, warmup:], targets), inputs.numel(),
+                    tracker, iterations_per_check=10)
         result = tracker.result()
         result.note = f"{model.detector} detector, {model.smoothing} smoothing; " + ", ".join(
             f"{k} {v:.3g}" for k, v in model.parameters_readable().items())
@@ -460,17 +514,19 @@ def fit_compressor(ctx: _Context, deadline: float, row_length_s: float = 2.0, wa
         tracker.checkpoint(float("nan"))
         return tracker.result("out of time before the grid finished")
     chosen = min(results, key=lambda r: r.validation_esr)
-    chosen.seconds = time.monotonic() - ctx.started
+    chosen.seconds = ctx.clock.seconds
     chosen.history = [h for r in results for h in r.history]
     return chosen
 
 
 def _adam_loop(model: StreamingModel, inputs: torch.Tensor, targets: torch.Tensor, warmup: int, tracker: _Tracker,
                batch: int, learning_rate: float, check_every_s: float = 15.0) -> None:
+    """Adam on random batches of rows until out of time, with a checkpoint every ``check_every_s`` of work; stops
+    early at the target or on a plateau."""
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
     loss_fn = CaptureLoss()
     generator = torch.Generator().manual_seed(0)
-    last_check, losses = time.monotonic(), []
+    last_check, losses = tracker.clock.seconds, []
     while not tracker.out_of_time():
         index = torch.randint(0, len(inputs), (batch,), generator=generator)
         optimizer.zero_grad()
@@ -478,11 +534,12 @@ def _adam_loop(model: StreamingModel, inputs: torch.Tensor, targets: torch.Tenso
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
+        tracker.charge(batch * inputs.shape[1])
         tracker.step += 1
         losses.append(float(loss.detach()))
-        if time.monotonic() - last_check >= check_every_s:
+        if tracker.clock.seconds - last_check >= check_every_s:
             tracker.checkpoint(float(np.mean(losses)))
-            losses, last_check = [], time.monotonic()
+            losses, last_check = [], tracker.clock.seconds
             if tracker.reached() or tracker.plateaued(checks=6):
                 return
     if losses:
@@ -531,8 +588,10 @@ def pick_device(name: str = "auto") -> torch.device:
 
 
 def train_emulator(pair: Pair, family: str = "auto", target_esr: float = 1e-3, budget_s: float = 300.0,
-                   seed: int = 0, progress: Progress | None = None, device: str = "auto") -> TrainResult:
-    """Fit ``family`` (or every family cheapest first for "auto") within ``budget_s`` seconds of wall time.
+                   seed: int = 0, progress: Progress | None = None, device: str = "auto",
+                   clock: WorkClock | None = None) -> TrainResult:
+    """Fit ``family`` (or every family cheapest first for "auto") within ``budget_s`` seconds of work on the
+    reference machine (:class:`WorkClock`).
 
     ``auto`` stops at the first family whose validation ESR (plain, no pre-emphasis) is ≤ ``target_esr`` and
     otherwise keeps the lowest.  KeyboardInterrupt stops training; the best model so far is returned with
@@ -541,24 +600,23 @@ def train_emulator(pair: Pair, family: str = "auto", target_esr: float = 1e-3, b
     if family != "auto" and family not in FITTERS:
         raise ValueError(f"unknown model family {family!r}; choose auto or one of {', '.join(FAMILIES)}")
     torch.manual_seed(seed)
-    started = time.monotonic()
-    ctx = _Context(pair, pick_device(device), seed, target_esr, progress, started, budget_s)
+    ctx = _Context(pair, pick_device(device), seed, target_esr, progress, budget_s, clock or WorkClock())
     order = FAMILIES if family == "auto" else (family,)
     results: list[FamilyResult] = []
     interrupted = False
     for name in order:
-        remaining = budget_s - (time.monotonic() - started) - ctx.reserve_s
+        remaining = budget_s - ctx.clock.seconds - ctx.reserve_s(name)
         if remaining <= 0 and results:
-            results.append(FamilyResult(name, None, math.inf, 0.0, note="not tried: out of time"))
+            results.append(FamilyResult(name, None, math.inf, ctx.clock.seconds, note="not tried: out of time"))
             continue
         share = 1.0 if family != "auto" or name == order[-1] else AUTO_SHARE[name]
-        deadline = time.monotonic() + max(remaining * share, 1.0)
+        deadline = ctx.clock.seconds + max(remaining * share, 1.0)
         try:
             result = FITTERS[name](ctx, deadline)
         except (RuntimeError, ValueError, np.linalg.LinAlgError) as error:  # one family failing is not fatal
             if family != "auto":
                 raise
-            results.append(FamilyResult(name, None, math.inf, 0.0, note=f"failed: {error}"))
+            results.append(FamilyResult(name, None, math.inf, ctx.clock.seconds, note=f"failed: {error}"))
             continue
         except KeyboardInterrupt:
             interrupted = True
@@ -575,4 +633,4 @@ def train_emulator(pair: Pair, family: str = "auto", target_esr: float = 1e-3, b
         raise RuntimeError("no model could be fitted in the time given")
     best = min(fitted, key=lambda r: r.validation_esr)
     return TrainResult(best.model, best.family, best.validation_esr, results, target_esr,
-                       best.validation_esr <= target_esr, interrupted, time.monotonic() - started, str(ctx.device))
+                       best.validation_esr <= target_esr, interrupted, ctx.clock.seconds, str(ctx.device))

@@ -261,6 +261,24 @@ class _TruePeak:
         return max(self.sample_peak, self._scan(tail, max(self._interp_peak, self.sample_peak)))
 
 
+LUFS_RANGE = (-70.0, 0.0)
+"""Loudness targets a chain may ask for, LUFS (the meter's absolute gate to full scale)."""
+
+
+def parse_lufs(value: object, where: str | None = None) -> float:
+    """A loudness target from YAML or Python: a number or text such as "-14 LUFS", within :data:`LUFS_RANGE`;
+    ParameterError naming ``where`` otherwise."""
+    text = value.strip()[:-4].strip() if isinstance(value, str) and value.strip().upper().endswith("LUFS") else value
+    try:
+        number = float(text)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ParameterError(f"loudness: expects integrated LUFS such as -14, got {value!r}", where=where) from None
+    if isinstance(value, bool) or not math.isfinite(number) or not LUFS_RANGE[0] <= number <= LUFS_RANGE[1]:
+        raise ParameterError(f"loudness: {number:g} LUFS is out of range [{LUFS_RANGE[0]:g}, {LUFS_RANGE[1]:g}] "
+                             "LUFS", where=where)
+    return number
+
+
 def _to_db(amplitude: float) -> float:
     return 20.0 * math.log10(amplitude) if amplitude > 0.0 else -math.inf
 

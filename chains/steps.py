@@ -22,10 +22,12 @@ import pedalboard
 
 from ..effects.combinators import Parallel
 from ..effects.dynamics import LinkedCompressor
+from ..effects.level import LoudnessTrim
 from ..effects.stock import BUILTIN_PLUGINS, build_builtin, builtin_param_values
 from ..effects.vst3 import DEFAULT_PLUGIN_TIMEOUT_S, MonoPerChannel, load_vst3, vst3_param_values, vst3_path
 from ..errors import ChainFileError, ParameterError
 from .engine import Chain, StepObject
+from .loudness import parse_lufs
 
 STEP_KEYWORDS = ("wet", "bypass", "id", "min_rate")
 """Keys allowed on every step besides its kind keyword and parameters."""
@@ -190,6 +192,23 @@ class ChainStep(StepKind):
         return {"chain": context.dump_chain(obj if isinstance(obj, Chain) else Chain(list(obj)))}
 
 
+class LoudnessStep(StepKind):
+    keyword = "loudness"
+    summary = ("a gain bringing what reaches it to an integrated loudness, measured over the whole input: "
+               "loudness: -20 (LUFS), before a level-dependent step such as a compressor")
+
+    def build(self, value: Any, params: dict[str, Any], context: LoadContext, where: str) -> StepObject:
+        if params:
+            raise ChainFileError(f"loudness: takes no parameters, got {', '.join(params)}", where=where)
+        return LoudnessTrim(parse_lufs(value, where))
+
+    def owns(self, obj: StepObject) -> bool:
+        return isinstance(obj, LoudnessTrim)
+
+    def dump(self, obj: StepObject, context: SaveContext) -> dict[str, Any]:
+        return {"loudness": yaml_number(obj.target_lufs)}
+
+
 STEP_KINDS: dict[str, StepKind] = {}
 LAZY_STEP_KINDS: dict[str, str] = {
     "model": "pedalchain.effects.neural:MODEL_STEP",
@@ -228,7 +247,7 @@ def kind_for(obj: StepObject) -> StepKind:
     raise ChainFileError(f"cannot save {type(obj).__name__} to YAML: no step kind knows how to write it")
 
 
-for _kind in (PluginStep(), VST3Step(), ParallelStep(), ChainStep()):
+for _kind in (PluginStep(), VST3Step(), ParallelStep(), ChainStep(), LoudnessStep()):
     register_step_kind(_kind)
 
 __all__ = [

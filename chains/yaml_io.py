@@ -6,7 +6,6 @@ Parsing uses a ``yaml.SafeLoader`` subclass that only records line numbers: no P
 from __future__ import annotations
 
 import difflib
-import math
 import os
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from ..effects.units import parse_quantity
 from ..errors import ChainFileError, PedalchainError
 from .atomic import write_atomically
 from .engine import Chain, Step
+from .loudness import parse_lufs
 from .steps import (
     DEFAULT_PLUGIN_TIMEOUT_S,
     SHARED_PARAMETER_NAMES,
@@ -148,16 +148,7 @@ def _loudness(data: _Mapping, label: str) -> float | None:
     value = data.get("loudness")
     if value is None:
         return None
-    where = f"{label}:{data.key_lines['loudness']}"
-    if isinstance(value, str) and value.strip().upper().endswith("LUFS"):
-        value = value.strip()[:-4].strip()
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ChainFileError(f"loudness: expects integrated LUFS such as -14, got {value!r}", where=where) from None
-    if isinstance(value, bool) or not math.isfinite(number) or not -70.0 <= number <= 0.0:
-        raise ChainFileError(f"loudness: {number:g} LUFS is out of range [-70, 0] LUFS", where=where)
-    return number
+    return parse_lufs(value, f"{label}:{data.key_lines['loudness']}")
 
 
 class _Builder:

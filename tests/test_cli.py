@@ -441,10 +441,10 @@ def test_a_restorer_named_as_a_model_step_points_to_the_restorer_step(tmp_path):
 
 def test_info_on_a_missing_model_is_one_line(tmp_path):
     result = run_cli("info", str(tmp_path / "nope.safetensors"), cwd=tmp_path)
-    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.returncode == 2 and "Traceback" not in result.stderr  # a bad model file is bad usage
     assert len(result.stderr.strip().splitlines()) == 1 and "nope.safetensors" in result.stderr
     result = run_cli("info", "denoyse", cwd=tmp_path)  # the names it takes include the restorers'
-    assert result.returncode == 1 and "did you mean 'denoise'?" in result.stderr and "bandwidth" in result.stderr
+    assert result.returncode == 2 and "did you mean 'denoise'?" in result.stderr and "bandwidth" in result.stderr
 
 
 def test_detect_json_reports_doubled_samples_and_unreadable_files(tmp_path, capsys):

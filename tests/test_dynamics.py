@@ -1,4 +1,5 @@
-"""The stereo-linked compressor (effects/dynamics.py) and the mastering presets' dynamics: real pedalboard plugins."""
+"""The stereo-linked compressor (effects/dynamics.py), the loudness step (effects/level.py) and the mastering
+presets' dynamics: real pedalboard plugins."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ import pedalboard
 import pytest
 import yaml
 from helpers import RANDOM, stream
-from pedalchain import ParameterError, load_chain
+from pedalchain import ChainFileError, ParameterError, load_chain
+from pedalchain.chains.loudness import LoudnessMeter
 from pedalchain.chains.yaml_io import chain_from_yaml, save_chain
 from pedalchain.effects.dynamics import LinkedCompressor
+from pedalchain.effects.level import LoudnessTrim
 
 SR = 44100
 GLUE = "steps:\n  - plugin: Compressor\n    threshold_db: -18\n    ratio: 2\n    attack_ms: 30\n    release_ms: 250\n"
@@ -106,3 +109,53 @@ def test_lofi_blend_has_no_notch_at_its_filter_cutoff():
     around_cutoff = response[(freqs > 3000) & (freqs < 5500)].min()
     above = np.median(response[(freqs > 10000) & (freqs < 15000)])
     assert around_cutoff > above - 1.0, (around_cutoff, above)
+
+
+def test_remaster_compresses_a_quiet_recording_as_it_does_a_loud_master():
+    """The glue compressor's threshold is in dBFS: before the `- loudness: -20` step, a master 12 dB louder came
+    out of the chain 8-10 dB louder (compressed hard), a quiet recording uncompressed.  Now what reaches the
+    compressor is at -20 LUFS either way."""
+    loud = np.stack([hits(4.0, seed=1), hits(4.0, seed=2)])
+    chain = load_chain("remaster")
+    chain.loudness_lufs = None
+    outputs = []
+    for trim_db in (0.0, -12.0, -24.0):
+        notes = chain.analyze_input(loud * np.float32(10 ** (trim_db / 20)), SR)
+        assert any(note.startswith("loudness: ") and "towards -20 LUFS" in note for note in notes), notes
+        outputs.append(chain(loud * np.float32(10 ** (trim_db / 20)), SR))
+    for quieter in outputs[1:]:
+        np.testing.assert_allclose(quieter, outputs[0], atol=2e-5)
+
+
+@pytest.mark.parametrize("text, error, message", [
+    ("  - loudness: loud\n", ParameterError, "expects integrated LUFS such as -14, got 'loud'"),
+    ("  - loudness: 3\n", ParameterError, r"3 LUFS is out of range \[-70, 0\] LUFS"),
+    ("  - loudness: -20\n    gain_db: 2\n", ChainFileError, "loudness: takes no parameters, got gain_db"),
+])
+def test_a_loudness_step_is_checked(text: str, error: type, message: str):
+    with pytest.raises(error, match=message):
+        chain_from_yaml("steps:\n" + text)
+
+
+def test_a_loudness_step_round_trips_and_trims_once_analysed(tmp_path: Path):
+    chain = chain_from_yaml("steps:\n  - loudness: -23 LUFS\n")
+    save_chain(chain, tmp_path / "trim.yaml")
+    assert yaml.safe_load((tmp_path / "trim.yaml").read_text())["steps"] == [{"loudness": -23}]
+    trim = load_chain(tmp_path / "trim.yaml")[0]
+    assert isinstance(trim, LoudnessTrim) and trim.target_lufs == -23
+    audio = np.stack([hits(2.0, seed=3), hits(2.0, seed=4)]) * np.float32(0.1)
+    assert np.array_equal(stream(trim, audio, SR, 512), audio)  # streamed from the start: nothing measured
+    out = trim(audio, SR)  # one shot: measured first
+    meter = LoudnessMeter(SR, 2, true_peak=False)
+    meter.add(out)
+    assert meter.integrated_lufs() == pytest.approx(-23, abs=0.01)
+    assert np.array_equal(stream(trim, audio, SR, 1000), out)  # the measured gain stays for streaming
+
+
+def test_a_loudness_step_leaves_silence_and_raises_a_whisper_at_most_30_db():
+    trim = LoudnessTrim(-20)
+    silence = np.zeros((2, SR), np.float32)
+    assert "silent" in trim.analyze_input(silence, SR)[0] and np.array_equal(trim(silence, SR), silence)
+    whisper = np.stack([hits(2.0, seed=5), hits(2.0, seed=6)]) * np.float32(10 ** (-55 / 20))
+    assert "(at most 30 dB)" in trim.analyze_input(whisper, SR)[0]
+    assert trim.gain_db == 30.0

@@ -112,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("models", help="list shipped models")
 
     detect = commands.add_parser(
-        "detect", help="report damage: doubled samples, sample-and-hold, band limit, clipping, DC, noise floor",
+        "detect", help="report damage: doubled samples, sample-and-hold, band limit, clipping, mains hum, DC, "
+        "noise floor, NaN/Inf samples",
         description="Reads each file once or twice in blocks; progress goes to stderr. Exit 1 if any file "
         "could not be read (the others are still reported).",
     )

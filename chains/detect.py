@@ -1,4 +1,5 @@
-"""Damage detection on audio files: doubled samples, sample-and-hold, band limit, clipping, DC, noise floor.
+"""Damage detection on audio files: doubled samples, sample-and-hold, band limit, clipping, DC, noise floor,
+mains hum (files), NaN/Inf samples.
 
 Every check reads the file in blocks of about 0.5 s (one analysis window) and keeps only small per-window
 statistics, so memory does not grow with the file's length (the 50 ms RMS list grows by 20 floats per
@@ -75,6 +76,7 @@ def _empty_result(path: str | Path) -> dict:
         "dc_offset": None,
         "noise_floor_dbfs": None,
         "mean_power_dbfs": None,
+        "non_finite_samples": 0,
         "error": None,
     }
 
@@ -88,22 +90,28 @@ class _Source:
     frames: int
     integer_bits: int | None
     """Bits of the integer samples the audio came from (file subtype), None for float or unknown."""
-    blocks: Callable[[int], Iterator[np.ndarray]]
+    raw_blocks: Callable[[int], Iterator[np.ndarray]]
+    """Blocks as stored, NaN and Inf included."""
+
+    def blocks(self, size: int) -> Iterator[np.ndarray]:
+        """Blocks of ``size`` samples, NaN and Inf read as 0 (as ``--sanitize`` renders them)."""
+        return finite_blocks(self.raw_blocks(size))
 
     @classmethod
     def of_file(cls, info: AudioInfo) -> _Source:
         return cls(info.sample_rate, info.channels, info.frames, INTEGER_BITS.get(info.subtype),
-                   lambda size: finite_blocks(read_blocks(info, size)))
+                   lambda size: read_blocks(info, size))
 
     @classmethod
     def of_array(cls, audio: np.ndarray, sample_rate: int) -> _Source:
         audio = np.atleast_2d(np.asarray(audio, dtype=np.float32))
         return cls(int(sample_rate), audio.shape[0], audio.shape[1], None,
-                   lambda size: finite_blocks(audio[:, start:start + size] for start in range(0, audio.shape[1], size)))
+                   lambda size: (audio[:, start:start + size] for start in range(0, audio.shape[1], size)))
 
 
-def detect_input(source: str | Path | np.ndarray, sample_rate: float | None = None) -> dict:
-    """:func:`detect_file`'s measurements for a file path or a (channels, samples) buffer at ``sample_rate`` Hz.
+def detect_input(source: str | Path | np.ndarray, sample_rate: float | None = None, find_hum: bool = False) -> dict:
+    """:func:`detect_file`'s measurements for a file path or a (channels, samples) buffer at ``sample_rate`` Hz;
+    the mains hum only with ``find_hum`` (it doubles the time; ``restorer: auto`` has denoise look for it).
 
     What restorers call from ``analyze_input``.  Raises AudioFileError for an unreadable file; an empty buffer
     gives the "nothing detected" result.
@@ -113,10 +121,10 @@ def detect_input(source: str | Path | np.ndarray, sample_rate: float | None = No
             raise ValueError("detect_input needs the sample rate of a buffer")
         result = _empty_result("<buffer>")
         if source.size:
-            result.update(_analyse(_Source.of_array(source, int(round(sample_rate)))))
+            result.update(_analyse(_Source.of_array(source, int(round(sample_rate))), find_hum))
         return result
     result = _empty_result(source)
-    result.update(_analyse(_Source.of_file(probe_audio(source))))
+    result.update(_analyse(_Source.of_file(probe_audio(source)), find_hum))
     return result
 
 
@@ -132,19 +140,29 @@ def detect_file(path: str | Path) -> dict:
     highest or lowest value in runs >= 3 met at speed);
     ``dc_offset``: mean of all samples (full scale = 1.0); ``noise_floor_dbfs``: 10th percentile of the 50 ms
     RMS levels (all channels' power averaged), dBFS, floored at -200; ``mean_power_dbfs``: mean power of all
-    samples, dBFS (a full-scale square wave is 0), floored at -200; ``error``: None, or the one-line message
+    samples, dBFS (a full-scale square wave is 0), floored at -200; ``non_finite_samples``: how many samples are
+    NaN or infinite (read as 0 by the other checks; ``chain apply`` refuses such a file without ``--sanitize``);
+    ``hum``: ``detected``, ``base_hz`` (50 or 60), ``harmonics`` (Hz, those found), ``level_dbfs`` (their mean
+    power, dBFS), by the mains-hum analysis of ``restorer: denoise``
+    (:class:`~pedalchain.effects.restorers.denoise.NoiseProfiler`); ``error``: None, or the one-line message
     of the AudioFileError that stopped the analysis (then the measurements are None or defaults).
     """
     try:
-        result = detect_input(path)
+        result = detect_input(path, find_hum=True)
     except AudioFileError as error:
         result = _empty_result(path)
         result["error"] = str(error)
     return result
 
 
-def _analyse(source: _Source) -> dict:
+def _analyse(source: _Source, find_hum: bool) -> dict:
     fs, channels = source.fs, source.channels
+    profiler = None
+    if find_hum:
+        from ..effects.restorers.denoise import NoiseProfiler, frame_size  # numpy only; that module needs this one
+
+        profiler = NoiseProfiler(frame_size(fs)[0], fs)
+    non_finite = 0
     frame = max(1, round(RMS_FRAME_S * fs))
     window = WINDOW_FRAMES * frame
     holds = _HoldScanner(window)
@@ -153,8 +171,14 @@ def _analyse(source: _Source) -> dict:
     total = total_sq = 0.0
     rails = (0.0, 0.0)  # the highest and the lowest sample
     count = 0
-    for block in source.blocks(window):
+    for block in source.raw_blocks(window):
+        finite = np.isfinite(block)
+        if not finite.all():
+            non_finite += int(finite.size - np.count_nonzero(finite))
+            block = np.where(finite, block, np.zeros((), block.dtype))
         holds.add(block)
+        if profiler is not None:
+            profiler.add(block)
         spectrum.add(block)
         block64 = block.astype(np.float64)
         total += float(block64.sum())
@@ -172,7 +196,7 @@ def _analyse(source: _Source) -> dict:
     clip_share = clipped / count
     doubled, hold = holds.summary(fs, source.frames)
     cutoff = spectrum.cutoff_hz() if mean_power_dbfs >= QUIET_DBFS else None
-    return {
+    result = {
         "sample_rate": fs,
         "channels": channels,
         "duration_s": source.frames / fs,
@@ -184,7 +208,14 @@ def _analyse(source: _Source) -> dict:
         "dc_offset": total / count,
         "noise_floor_dbfs": noise_floor,
         "mean_power_dbfs": mean_power_dbfs,
+        "non_finite_samples": non_finite,
     }
+    if profiler is not None:
+        hum = profiler.hum()
+        result["hum"] = {"detected": hum is not None, "base_hz": hum.bases[0] if hum is not None else None,
+                         "harmonics": hum.frequencies.tolist() if hum is not None else [],
+                         "level_dbfs": hum.power_dbfs() if hum is not None else None}
+    return result
 
 
 class _HoldScanner:
@@ -407,20 +438,21 @@ def _count_clipped(source: _Source, block: int, rails: tuple[float, float]
 
 
 def format_detect_table(results: list[dict]) -> str:
-    """One line per file: duration, doubled samples (parity, share), hold, band limit, clipping, DC, floor;
-    errors are listed after the table."""
-    header = ["file", "dur s", "doubled", "hold", "band limit", "clipping", "DC", "floor dBFS"]
+    """One line per file: duration, doubled samples (parity, share), hold, band limit, clipping, mains hum, DC,
+    floor, NaN/Inf samples; errors are listed after the table."""
+    header = ["file", "dur s", "doubled", "hold", "band limit", "clipping", "hum", "DC", "floor dBFS", "NaN/Inf"]
     rows = [header]
     errors = []
     for result in results:
         if result.get("error"):
-            rows.append([result["file"], "-", "error (below)", "", "", "", "", ""])
+            rows.append([result["file"], "-", "error (below)"] + [""] * (len(header) - 3))
             errors.append(f"error: {result['error']}")
             continue
         doubled = result["doubled_samples"]
         hold = result["hold"]
         band = result["band_limit"]
         clip = result["clipping"]
+        hum = result.get("hum") or {"detected": False}
         rows.append([
             result["file"],
             f"{result['duration_s']:.1f}",
@@ -428,8 +460,10 @@ def format_detect_table(results: list[dict]) -> str:
             f"x{hold['factor']}" if hold["detected"] else "no",
             f"{band['cutoff_hz'] / 1000:.1f} kHz" if band["detected"] else "no",
             f"yes ({clip['share']:.3%})" if clip["detected"] else "no",
+            f"{hum['base_hz']:g} Hz, {hum['level_dbfs']:.0f} dBFS" if hum["detected"] else "no",
             f"{result['dc_offset']:+.4f}",
             f"{result['noise_floor_dbfs']:.1f}",
+            f"{result['non_finite_samples']}" if result["non_finite_samples"] else "no",
         ])
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]

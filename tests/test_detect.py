@@ -107,6 +107,7 @@ def test_no_false_positive(tmp_path: Path, subtype: str, name: str) -> None:
     assert result["doubled_samples"] == {"detected": False, "parity": None, "share": 0.0, "regions": []}
     assert result["hold"] == {"detected": False, "factor": None}
     assert not result["clipping"]["detected"]
+    assert result["hum"]["detected"] is False and result["non_finite_samples"] == 0
 
 
 @pytest.mark.parametrize("factor", [3, 4])
@@ -164,3 +165,27 @@ def test_unreadable_file_and_table(tmp_path: Path) -> None:
     lines = table.splitlines()
     assert lines[0].startswith("file") and "parity 1" in lines[1] and "error (below)" in lines[2]
     assert lines[-1].startswith("error:") and "bad.wav" in lines[-1]
+
+
+@pytest.mark.parametrize("base", [50.0, 60.0])
+def test_mains_hum_is_reported_with_its_base_and_level(tmp_path: Path, base: float) -> None:
+    t = np.arange(4 * FS) / FS
+    hum = 0.01 * np.sin(2 * np.pi * base * t) + 0.005 * np.sin(2 * np.pi * 3 * base * t + 1)  # -42 dBFS
+    result = detect_file(write(tmp_path / "h.wav", music_like(4, seed=3, channels=2) + hum[:, None], "FLOAT"))
+    assert result["hum"]["detected"] and result["hum"]["base_hz"] == base
+    assert {base, 3 * base} <= set(result["hum"]["harmonics"])
+    assert result["hum"]["level_dbfs"] == pytest.approx(10 * np.log10((0.01**2 + 0.005**2) / 2), abs=1.0)
+    assert f"{base:g} Hz, -42 dBFS" in format_detect_table([result])
+
+
+def test_nan_and_inf_samples_are_counted_and_read_as_zero(tmp_path: Path) -> None:
+    clean = music_like(2, seed=4, channels=2)
+    broken = clean.copy()
+    broken[100, 0], broken[5000, 1], broken[7000, 1] = np.nan, np.inf, -np.inf
+    result = detect_file(write(tmp_path / "n.wav", broken, "FLOAT"))
+    assert result["non_finite_samples"] == 3 and result["error"] is None
+    patched = clean.copy()
+    patched[100, 0] = patched[5000, 1] = patched[7000, 1] = 0.0
+    expected = detect_file(write(tmp_path / "z.wav", patched, "FLOAT"))
+    assert result["noise_floor_dbfs"] == expected["noise_floor_dbfs"] and result["dc_offset"] == expected["dc_offset"]
+    assert format_detect_table([result]).splitlines()[1].rstrip().endswith("  3")

@@ -111,6 +111,15 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("model", help="a model file, or a shipped model's name (see `chain models`)")
     commands.add_parser("models", help="list shipped models")
 
+    export = commands.add_parser(
+        "export-nam", help="write a model as a Neural Amp Modeler .nam file",
+        description="FIR, WaveNet and LSTM models without an input skip export (NAM has no other families); the "
+        ".nam file gets the model's sample rate, its name, and pedalchain's training record in its metadata.",
+    )
+    export.add_argument("model", help="a .safetensors model file, or a shipped model's name (see `chain models`)")
+    export.add_argument("-o", "--output", type=Path, required=True, help=".nam file to write")
+    export.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+
     detect = commands.add_parser(
         "detect", help="report damage: doubled samples, sample-and-hold, band limit, clipping, mains hum, DC, "
         "noise floor, NaN/Inf samples",
@@ -149,7 +158,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {
         "apply": _apply, "check": _check, "plugins": _plugins, "presets": _presets, "info": _info,
-        "models": _models, "detect": _detect, "compare": _compare, "train": lambda args: args.handler(args),
+        "models": _models, "export-nam": _export_nam, "detect": _detect, "compare": _compare,
+        "train": lambda args: args.handler(args),
     }[args.command]
     try:
         with _terminated_like_interrupted():
@@ -494,6 +504,24 @@ def _info(args: argparse.Namespace) -> int:
     from .models.model_file import describe_model_file
 
     print(describe_model_file(args.model))
+    return EXIT_OK
+
+
+def _export_nam(args: argparse.Namespace) -> int:
+    from .models.capture.cli import check_output_path
+    from .models.model_file import load_model, resolve_model
+    from .models.nam import export_nam
+
+    check_output_path(args.output, ".nam", args.overwrite)
+    source = resolve_model(args.model, Path.cwd())
+    if source.suffix.lower() != ".safetensors":
+        raise ParameterError("is a .nam file already", where=source)
+    model, info = load_model(source)
+    record = {"architecture": info.architecture, "training": info.training, "metrics": info.metrics,
+              "versions": info.versions}
+    export_nam(model, args.output, sample_rate=info.sample_rate, metadata={"name": source.stem, "pedalchain": record})
+    rate = f"{info.sample_rate:g} Hz" if info.sample_rate is not None else "no sample rate (NAM assumes 48 kHz)"
+    print(f"wrote {args.output} ({info.architecture}, {rate})")
     return EXIT_OK
 
 

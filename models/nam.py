@@ -338,6 +338,13 @@ def load_nam(path: str | Path) -> tuple[StreamingModel, NamInfo]:
     validation_esr = training_meta.get("validation_esr")
     if isinstance(validation_esr, (int, float)):
         metrics["esr_validation"] = validation_esr
+    # `chain export-nam` keeps the model file's record here (NAM ignores keys it does not know)
+    record = metadata.get("pedalchain") if isinstance(metadata.get("pedalchain"), dict) else {}
+    training = {"data": None, "seed": None, "duration_s": None}
+    if isinstance(record.get("training"), dict):
+        training.update(record["training"])
+    if isinstance(record.get("metrics"), dict):
+        metrics.update(record["metrics"])
     info = NamInfo(
         path=path,
         architecture=model.architecture,
@@ -347,9 +354,9 @@ def load_nam(path: str | Path) -> tuple[StreamingModel, NamInfo]:
         latency=int(model.latency),
         receptive_field=int(model.receptive_field),
         parameter_count=len(raw) - (1 if arch == "WaveNet" else 0),  # head_scale is no parameter
-        training={"data": None, "seed": None, "duration_s": None},
+        training=training,
         metrics=metrics,
-        versions={},
+        versions=record.get("versions") if isinstance(record.get("versions"), dict) else {},
         format_version=str(version),
         file_format="nam",
         nam_architecture=arch,

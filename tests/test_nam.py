@@ -377,3 +377,25 @@ def test_nam_presets_have_nams_shapes(size, weights, tmp_path):
     written = json.loads(export_nam(model, tmp_path / "a1.nam").read_text())
     original = json.loads((DATA / f"wavenet_{'a1_standard' if size == 'standard' else 'nano'}_0_5.nam").read_text())
     assert written["version"] == "0.5.4" and written["config"] == original["config"]
+
+
+def test_chain_export_nam_writes_the_models_rate_and_record(tmp_path: Path, capsys) -> None:
+    from pedalchain.cli import main
+    from pedalchain.models.model_file import load_model, shipped_models
+
+    out = tmp_path / "lowpass.nam"
+    assert main(["export-nam", "lowpass-5k", "-o", str(out)]) == 0
+    assert "wrote" in capsys.readouterr().out
+    original, info = load_model(shipped_models()["lowpass-5k"])
+    exported, nam_info = load_nam(out)
+    assert nam_info.sample_rate == info.sample_rate and nam_info.sample_rate_stated
+    assert nam_info.training["data"] == info.training["data"] and nam_info.metrics["esr_holdout"] > 0
+    x = torch.from_numpy(np.random.default_rng(0).uniform(-0.5, 0.5, (1, 4800)).astype(np.float32))
+    with torch.no_grad():
+        assert torch.allclose(exported(x), original(x), atol=1e-6)
+    assert main(["export-nam", "lowpass-5k", "-o", str(out)]) == 2  # exists: not replaced without --overwrite
+    assert "--overwrite" in capsys.readouterr().err
+    refused = tmp_path / "drive.nam"
+    assert main(["export-nam", "drive-12db", "-o", str(refused)]) == 2  # the trainer's LSTM adds its input back
+    assert "no input-to-output skip" in capsys.readouterr().err and not refused.exists()
+    assert list(tmp_path.iterdir()) == [out]

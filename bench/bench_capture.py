@@ -224,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     chosen = [c for c in CASES if not args.cases or c.name in args.cases.split(",")]
     info = machine()
     x_test, names = test_audio()
+    earlier_nam = {case.name: _earlier_nam_cells(case.name) for case in chosen}  # before this run rewrites them
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -238,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
                 nam["budget_s"] = seconds
                 print(case.name, "nam", json.dumps(nam), flush=True)
             rows.append((case, ours, nam))
-            body = write_section(rows, info, names, x_test, args)
+            body = write_section(rows, info, names, x_test, args, earlier_nam)
     print(body)
     return 0
 
@@ -285,7 +286,8 @@ def _earlier_nam_cells(name: str) -> str | None:
     return " | ".join(cells)
 
 
-def write_section(rows: list, info: dict, names: list[str], x_test: np.ndarray, args: argparse.Namespace) -> str:
+def write_section(rows: list, info: dict, names: list[str], x_test: np.ndarray, args: argparse.Namespace,
+                  earlier_nam: dict[str, str | None]) -> str:
     """Replace this script's section of RESULTS.md with the rows so far; returns the text."""
     body = ["## Effect-emulation captures (`bench/bench_capture.py`)\n", machine_lines(info),
             f"- load average at the end: {load_now()} (other jobs on the 2 cores make times upper bounds)\n",
@@ -312,7 +314,7 @@ def write_section(rows: list, info: dict, names: list[str], x_test: np.ndarray, 
                          f"{ours['wall_s'] / 60:.2f} ({ours['cpu_s'] / 60:.2f}) | {yes_no(met)} | "
                          f"{ours['realtime']:.0f}×")
         if nam is None:
-            nam_cells = _earlier_nam_cells(case.name) or "not run | - | -"
+            nam_cells = earlier_nam.get(case.name) or "not run | - | -"
         elif "error" in nam:
             nam_cells = f"failed: {nam['error'][:80]} | - | -"
         else:

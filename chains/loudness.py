@@ -270,10 +270,12 @@ def parse_lufs(value: object, where: str | None = None) -> float:
     ParameterError naming ``where`` otherwise."""
     text = value.strip()[:-4].strip() if isinstance(value, str) and value.strip().upper().endswith("LUFS") else value
     try:
+        if isinstance(value, bool):
+            raise TypeError
         number = float(text)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         raise ParameterError(f"loudness: expects integrated LUFS such as -14, got {value!r}", where=where) from None
-    if isinstance(value, bool) or not math.isfinite(number) or not LUFS_RANGE[0] <= number <= LUFS_RANGE[1]:
+    if not math.isfinite(number) or not LUFS_RANGE[0] <= number <= LUFS_RANGE[1]:
         raise ParameterError(f"loudness: {number:g} LUFS is out of range [{LUFS_RANGE[0]:g}, {LUFS_RANGE[1]:g}] "
                              "LUFS", where=where)
     return number

@@ -26,8 +26,9 @@ class LoudnessTrim(Processor):
     """A fixed gain, ``target_lufs`` minus the integrated loudness of the whole input as it reaches this step.
 
     The loudness is ITU-R BS.1770-4's (:class:`~pedalchain.chains.loudness.LoudnessMeter`, gated), measured in
-    :meth:`analyze_input` (a file is read in blocks; in a chain, the steps before this one rendered first).  The
-    gain is at most :data:`MAX_TRIM_DB` either way.  Without an analysis (pure streaming with ``reset=False`` from
+    :meth:`analyze_input` from the first sample that is not digital silence (a file is read in blocks; in a chain,
+    the steps before this one rendered first, their latency in front).  The gain is at most :data:`MAX_TRIM_DB`
+    either way.  Without an analysis (pure streaming with ``reset=False`` from
     the start), and on input below the meter's -70 LUFS gate (silence), the gain is 0 dB.
 
     Args:
@@ -52,7 +53,14 @@ class LoudnessTrim(Processor):
     def analyze_input(self, source: Path | np.ndarray, sample_rate: float) -> list[str]:
         meter: LoudnessMeter | None = None
         for block in source_blocks(source, 1 << 16):
-            meter = meter or LoudnessMeter(sample_rate, block.shape[0], true_peak=False)
+            if meter is None:
+                # digital silence in front (the latency of the steps before this one, an edit's padding) is left
+                # out: its 400 ms gating blocks shift the grid, and it would lift a short input past 0.4 s
+                sounding = np.flatnonzero(np.any(block != 0, axis=0))
+                if not sounding.size:
+                    continue
+                block = block[:, sounding[0]:]
+                meter = LoudnessMeter(sample_rate, block.shape[0], true_peak=False)
             meter.add(block)
         measured = meter.integrated_lufs() if meter is not None else -math.inf
         if not math.isfinite(measured):

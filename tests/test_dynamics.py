@@ -130,6 +130,7 @@ def test_remaster_compresses_a_quiet_recording_as_it_does_a_loud_master():
 @pytest.mark.parametrize("text, error, message", [
     ("  - loudness: loud\n", ParameterError, "expects integrated LUFS such as -14, got 'loud'"),
     ("  - loudness: 3\n", ParameterError, r"3 LUFS is out of range \[-70, 0\] LUFS"),
+    ("  - loudness: true\n", ParameterError, "expects integrated LUFS such as -14, got True"),
     ("  - loudness: -20\n    gain_db: 2\n", ChainFileError, "loudness: takes no parameters, got gain_db"),
 ])
 def test_a_loudness_step_is_checked(text: str, error: type, message: str):
@@ -159,3 +160,17 @@ def test_a_loudness_step_leaves_silence_and_raises_a_whisper_at_most_30_db():
     whisper = np.stack([hits(2.0, seed=5), hits(2.0, seed=6)]) * np.float32(10 ** (-55 / 20))
     assert "(at most 30 dB)" in trim.analyze_input(whisper, SR)[0]
     assert trim.gain_db == 30.0
+
+
+def test_a_loudness_step_leaves_out_the_silence_in_front():
+    """In a chain the step is shown its input after the steps before it, their latency as zeros in front: those
+    shifted the 400 ms gating grid (a 1 s clip read 0.3 LU loud) and took a 0.3 s clip past the 0.4 s minimum."""
+    audio = np.stack([hits(1.0, seed=8), hits(1.0, seed=9)]) * np.float32(0.3)
+    trim = LoudnessTrim(-20)
+    trim.analyze_input(audio, SR)
+    alone = trim.gain_db
+    delayed = np.concatenate([np.zeros((2, 16408), np.float32), audio], axis=1)
+    trim.analyze_input(delayed, SR)
+    assert trim.gain_db == pytest.approx(alone, abs=1e-9)
+    short = np.concatenate([np.zeros((2, 16408), np.float32), audio[:, : int(0.3 * SR)]], axis=1)
+    assert "under 0.4 s" in trim.analyze_input(short, SR)[0] and trim.gain_db == 0.0

@@ -23,6 +23,7 @@ import math
 import os
 import platform
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -461,11 +462,47 @@ def save_arrays(
     return _info(path, meta, sum(value.size for value in tensors.values()))
 
 
-def load_arrays(path: str | Path, architecture: str) -> tuple[dict[str, Any], ModelInfo]:
+def check_arrays(arrays: dict[str, Any], path: Path, required: Sequence[str] = ()) -> None:
+    """:class:`ModelFileError` naming ``path`` unless ``arrays`` can run: every name in ``required`` present, every
+    value finite, and dense layers ``w0, b0, w1, b1, ...`` (where there are any) chained: ``w_i`` (in, out_i),
+    ``b_i`` (out_i,), each layer's input as wide as the last one's output, an input standardisation (``*_mean``,
+    ``*_std``) as wide as ``w0``'s input.  Training writes such files; this finds one damaged or edited since,
+    when the chain is loaded rather than in the middle of a render."""
+    import numpy as np
+
+    missing = [name for name in required if name not in arrays]
+    if missing:
+        raise ModelFileError(f"missing tensors {', '.join(missing)}", where=path)
+    broken = [name for name, value in arrays.items() if not np.all(np.isfinite(value))]
+    if broken:
+        raise ModelFileError(f"tensors {', '.join(broken)} hold NaN or infinity: the model is broken (re-train it)",
+                             where=path)
+    layers = sorted(int(name[1:]) for name in arrays if name[:1] in "wb" and name[1:].isdigit())
+    if not layers:
+        return
+    width = None
+    for index in range(max(layers) + 1):
+        weight, bias = arrays.get(f"w{index}"), arrays.get(f"b{index}")
+        if weight is None or bias is None:
+            raise ModelFileError(f"missing tensor {'w' if weight is None else 'b'}{index} of its dense layers",
+                                 where=path)
+        if weight.ndim != 2 or bias.shape != (weight.shape[1],) or width not in (None, weight.shape[0]):
+            after = f" after {width} outputs of layer {index - 1}" if width is not None else ""
+            raise ModelFileError(f"dense layer {index} does not fit together: w{index} {list(weight.shape)}, "
+                                 f"b{index} {list(bias.shape)}{after}", where=path)
+        width = weight.shape[1]
+    inputs = arrays["w0"].shape[0]
+    for name, value in arrays.items():
+        if name.endswith(("_mean", "_std")) and value.shape != (inputs,):
+            raise ModelFileError(f"tensor '{name}' has shape {list(value.shape)}, the first layer takes {inputs}",
+                                 where=path)
+
+
+def load_arrays(path: str | Path, architecture: str, required: Sequence[str] = ()) -> tuple[dict[str, Any], ModelInfo]:
     """The float32 numpy weights and info of a file written by :func:`save_arrays` (no torch).
 
-    Raises :class:`ModelFileError` naming the file when it is not a pedalchain model file or holds another
-    architecture than ``architecture``.
+    Raises :class:`ModelFileError` naming the file when it is not a pedalchain model file, holds another
+    architecture than ``architecture``, or fails :func:`check_arrays` (with ``required``).
     """
     import numpy as np
     from safetensors import SafetensorError
@@ -487,6 +524,7 @@ def load_arrays(path: str | Path, architecture: str) -> tuple[dict[str, Any], Mo
         detail = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise ModelFileError(f"cannot decode tensors: {detail}", where=path) from None
     arrays = {name: value.astype(np.float32, copy=False) for name, value in arrays.items()}
+    check_arrays(arrays, path, required)
     return arrays, _info(path, meta, sum(value.size for value in arrays.values()))
 
 

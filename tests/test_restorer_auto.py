@@ -359,3 +359,46 @@ def test_a_restorer_model_is_checked_alike_from_python_and_from_yaml(tmp_path, n
     (tmp_path / "junk.safetensors").write_bytes(b"not a model")
     with pytest.raises(ModelFileError, match="junk.safetensors: not a safetensors model file"):
         cls(model=tmp_path / "junk.safetensors")
+
+
+@pytest.mark.parametrize("name, damage", [
+    (name, damage) for name in ("bandwidth", "declip", "denoise", "dequantize", "doubled-samples")
+    for damage in ("missing", "nan", "shape")
+    # declip's and dequantize's tables are read by position: only dense layers have shapes to check each other by
+    if damage != "shape" or name not in ("declip", "dequantize")
+])
+def test_a_damaged_model_file_is_refused_when_the_chain_loads(tmp_path, name, damage):
+    """A model file of the right architecture whose tensors were damaged since training loaded, passed `chain
+    check`, then failed mid-render with a KeyError or a broadcasting error (or filled the output with NaN)."""
+    from pedalchain.errors import ModelFileError
+    from pedalchain.models.model_file import read_header, shipped_restorer_models
+    from safetensors.numpy import load_file, save_file
+
+    shipped = shipped_restorer_models()[name]
+    arrays = load_file(str(shipped))
+    victim = sorted(arrays)[0]  # b0 for the dense networks, a table of their own for declip and dequantize
+    if damage == "missing":
+        del arrays[victim]
+    elif damage == "nan":
+        arrays[victim] = np.full_like(arrays[victim], np.nan)
+    else:
+        arrays[victim] = arrays[victim][..., :-1].copy()
+    save_file(arrays, str(tmp_path / "damaged.safetensors"), metadata=read_header(shipped)[1])
+    yaml_path = tmp_path / "steps.yaml"
+    yaml_path.write_text(f"steps:\n  - restorer: {name}\n    model: damaged.safetensors\n")
+    with pytest.raises(ModelFileError, match="damaged.safetensors: (missing tensor|tensors .* hold NaN|dense layer)"):
+        chain_from_yaml(yaml_path.read_text(), source=yaml_path)
+
+
+@pytest.mark.parametrize("name, setting", [("bandwidth", "cutoff"), ("declip", "threshold"), ("denoise", "amount_db"),
+                                           ("dequantize", "hold"), ("doubled-samples", "mode")])
+def test_a_misspelt_setting_is_refused_as_pedalboard_refuses_one(name, setting):
+    from pedalchain.effects.restorers import restorer_class
+
+    restorer = restorer_class(name)()
+    value = getattr(restorer, setting)
+    setattr(restorer, setting, value)  # a real one is set (checked as in YAML)
+    typo = setting[:-1] + setting[-1] * 2
+    with pytest.raises(AttributeError, match=rf"has no setting '{typo}'; did you mean '{setting}'\?"):
+        setattr(restorer, typo, value)
+    assert not hasattr(restorer, typo)

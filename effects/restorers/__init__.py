@@ -17,6 +17,7 @@ import difflib
 import importlib
 import os
 import threading
+from abc import ABCMeta
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -37,8 +38,30 @@ RESTORERS: dict[str, str] = {
 """Restorer name (the YAML value) -> ``"module:Class"`` of a :class:`Restorer` subclass."""
 
 
-class Restorer(Processor):
-    """Base class of the restorers: a Processor that is built from, and saved back to, YAML parameters."""
+class _Built(ABCMeta):
+    """Marks an instance as built once its constructor has returned: from then on :class:`Restorer` refuses
+    settings it does not have."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        instance = super().__call__(*args, **kwargs)
+        object.__setattr__(instance, "_built", True)
+        return instance
+
+
+class Restorer(Processor, metaclass=_Built):
+    """Base class of the restorers: a Processor that is built from, and saved back to, YAML parameters.
+
+    Its settings are attributes, as a pedalboard plugin's are; like pedalboard, setting one it does not have
+    (``denoise.amunt_db = 3``) raises AttributeError instead of doing nothing."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if (not name.startswith("_") and self.__dict__.get("_built") and name not in self.__dict__
+                and not hasattr(type(self), name)):
+            known = [attribute for attribute in dir(self) if not attribute.startswith("_")]
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise AttributeError(f"{type(self).__name__} has no setting '{name}'{hint}")
+        super().__setattr__(name, value)
 
     #: the YAML value naming this restorer, e.g. "doubled-samples"
     name: str
@@ -117,9 +140,9 @@ def restorer_threads() -> int:
 def resolve_model_param(value: Any, where: str | None, base_dir: str | Path | None, architecture: str) -> Path:
     """The ``model:`` parameter of a restorer: a path to a ``.safetensors`` file, relative to ``base_dir``
     (the YAML's folder; the working directory when not given), holding an ``architecture`` model.  Checked when
-    the chain is loaded (header only), not when the restorer first needs its weights: ParameterError when it
+    the chain is loaded (its tensors too), not when the restorer first needs its weights: ParameterError when it
     is not such a file, ModelFileError when it is not a model of this restorer."""
-    from ...models.model_file import read_model_info
+    from ...models.model_file import load_arrays, read_model_info
 
     if not isinstance(value, (str, Path)) or not str(value).strip():
         raise ParameterError(f"model: expects a path to a .safetensors file, got {value!r}", where=where)
@@ -133,7 +156,19 @@ def resolve_model_param(value: Any, where: str | None, base_dir: str | Path | No
     found = read_model_info(path).architecture
     if found != architecture:
         raise ModelFileError(f"holds a '{found}' model, this step needs '{architecture}'", where=path)
+    load_arrays(path, architecture, shipped_tensor_names(architecture))  # checked now, not mid-render
     return path
+
+
+def shipped_tensor_names(architecture: str) -> list[str]:
+    """The tensors besides dense layers (``w0``, ``b0``...) that the shipped model of ``architecture`` holds:
+    what a model file for the same restorer must hold too."""
+    from ...models.model_file import read_header, read_model_info, shipped_restorer_models
+
+    for path in shipped_restorer_models().values():
+        if read_model_info(path).architecture == architecture:
+            return [name for name in read_header(path)[0] if not (name[:1] in "wb" and name[1:].isdigit())]
+    return []
 
 
 def restorer_class(name: str, where: str | None = None) -> type[Restorer]:

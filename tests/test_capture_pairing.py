@@ -151,3 +151,23 @@ def test_losses() -> None:
     assert float(SegmentESRLoss(segment=4096, floor_db=-50.0)(predicted, quiet)) < 1e-2
     assert float(MultiResolutionSTFTLoss()(target, target)) == pytest.approx(0.0, abs=1e-6)
     assert float(MultiResolutionSTFTLoss()(0.5 * target, target)) > 0.1
+
+
+def test_a_render_that_lags_says_the_model_will_not_delay() -> None:
+    """A chain's own Delay (or a plugin that does not report its latency) leaves the render late: the lag is
+    removed for training, and the user is told the model will not have it (it read as a near-perfect fit)."""
+    rate = 48000
+    excitation = make_excitation(rate)
+    wet = pedalboard.Delay(delay_seconds=0.01, feedback=0.0, mix=1.0)(excitation.audio, rate)
+    pair = prepare_pair(excitation.audio, wet, rate, excitation=excitation, rendered=True)
+    assert 470 <= pair.latency.samples <= 480
+    assert any("the model will not delay by it" in warning for warning in pair.warnings)
+    on_time = prepare_pair(excitation.audio, excitation.audio * np.float32(0.5), rate, excitation=excitation,
+                           rendered=True)
+    assert on_time.latency.samples == 0 and not any("lags" in warning for warning in on_time.warnings)
+
+
+def test_a_silent_dry_file_is_refused(excitation) -> None:
+    silent = np.zeros_like(excitation.audio)
+    with pytest.raises(AudioFileError, match="the dry recording is silent"):
+        prepare_pair(silent, excitation.audio, RATE, where="dry.wav")

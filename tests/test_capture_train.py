@@ -207,3 +207,21 @@ def test_cli_refuses_mismatched_rates_in_one_line(tmp_path: Path, capsys: pytest
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and "wet.wav" in error[0] and "44100 Hz" in error[0]
     assert not (tmp_path / "m.safetensors").exists()
+
+
+def test_cli_a_pair_too_short_for_the_family_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """1.2 s passes the 1 s minimum but holds no 2.25 s row of the compressor family: a traceback before."""
+    from pedalboard.io import AudioFile
+    from pedalchain.cli import main
+
+    rate = 48000
+    dry = (0.3 * np.random.default_rng(1).standard_normal((1, int(1.2 * rate)))).astype(np.float32)
+    for name, audio in (("dry.wav", dry), ("wet.wav", np.tanh(3 * dry))):
+        with AudioFile(str(tmp_path / name), "w", rate, 1) as stream:
+            stream.write(audio)
+    code = main(["train", "emulator", "--dry", str(tmp_path / "dry.wav"), "--wet", str(tmp_path / "wet.wav"),
+                 "--model", "compressor", "--minutes", "0.2", "-o", str(tmp_path / "m.safetensors")])
+    error = [line for line in capsys.readouterr().err.strip().splitlines() if not line.startswith("warning:")]
+    assert code == 1 and len(error) == 1, error
+    assert "shorter than one training row" in error[0] and "m.safetensors" in error[0]
+    assert not (tmp_path / "m.safetensors").exists()

@@ -187,7 +187,7 @@ def run_emulator(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from ...cli import EXIT_INTERRUPTED  # after Ctrl-C, as chain apply (the best model so far is still written)
+    from ...cli import EXIT_INTERRUPTED, Terminated  # after Ctrl-C, as chain apply (the best model is written)
     from ...errors import ParameterError, PedalchainError
     from ..model_file import save_model
     from .excitation import make_excitation
@@ -247,8 +247,8 @@ def run_emulator(args: argparse.Namespace) -> int:
         bar.done()
         print("interrupted before any model was fitted: nothing written", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except RuntimeError as error:  # e.g. out of time before any fit, or a GPU error in a single named family
-        bar.done()
+    except (RuntimeError, ValueError, np.linalg.LinAlgError) as error:  # a single named family failing, out of
+        bar.done()                                                         # time before any fit, a GPU error
         raise PedalchainError(f"training failed: {error}", where=output) from None
     bar.done()
     training_seconds = (pair.train[1] - pair.train[0]) / pair.sample_rate
@@ -259,10 +259,15 @@ def run_emulator(args: argparse.Namespace) -> int:
                   "seconds": round(result.seconds, 1), "latency_removed_samples": pair.latency.samples, **source},
         metrics={"esr_holdout": result.validation_esr},
     )
-    report = build_report(result, pair, output, extra={"source": source, "seed": args.seed})
     stem = output.with_suffix("")
     json_path, png_path = Path(f"{stem}.report.json"), Path(f"{stem}.report.png")
-    plotted = write_report(report, json_path, png_path)
+    try:
+        report = build_report(result, pair, output, extra={"source": source, "seed": args.seed})
+        plotted = write_report(report, json_path, png_path)
+    except KeyboardInterrupt as interruption:  # the model is written and complete: say so, not that nothing was
+        print(f"interrupted while writing the report: {info.path} is written (validation ESR "
+              f"{result.validation_esr:.3g}), its report is not", file=sys.stderr)
+        return 128 + interruption.signum if isinstance(interruption, Terminated) else EXIT_INTERRUPTED
     print(summary_text(report))
     png_text = png_path.name if plotted else "no PNG (pip install matplotlib for the figure)"
     print(f"wrote {info.path} ({info.parameter_count:,} parameters), {json_path.name}, {png_text}")

@@ -124,11 +124,18 @@ def check_duration(dry_samples: int, sample_rate: float, minimum_s: float = MIN_
     return Check("check_duration", ok, True, {"seconds": seconds, "minimum_s": minimum_s}, message)
 
 
-def check_levels(wet: np.ndarray) -> Check:
-    """The wet recording is not silent (critical) and not clipped (advisory: ≥ 10 repeated full-scale samples)."""
+def check_levels(dry: np.ndarray, wet: np.ndarray, rendered: bool = False) -> Check:
+    """Neither recording is silent (critical), and the wet one is not clipped (advisory: ≥ 10 repeated full-scale
+    samples; not for a render, whose flat tops are the chain's own saturation)."""
+    dry_peak = float(np.max(np.abs(dry))) if len(dry) else 0.0
+    if dry_peak <= 1e-4:
+        return Check("check_levels", False, True, {"dry_peak": dry_peak},
+                     f"the dry recording is silent (peak {20 * np.log10(dry_peak + 1e-12):.1f} dBFS): there is "
+                     "nothing the device's response could be learnt from. Fix: give the file that was played into "
+                     "the device (`chain train excitation` writes one).")
     peak = float(np.max(np.abs(wet))) if len(wet) else 0.0
     full = np.abs(wet) >= 0.999
-    clipped = int(np.sum(full[1:] & (wet[1:] == wet[:-1])))  # flat tops at full scale, not a mere loud peak
+    clipped = 0 if rendered else int(np.sum(full[1:] & (wet[1:] == wet[:-1])))  # flat tops, not a mere loud peak
     ok = 1e-4 < peak and clipped < 10
     if peak <= 1e-4:
         message = (f"the wet recording is silent (peak {20 * np.log10(peak + 1e-12):.1f} dBFS). Likely causes: a "
@@ -236,9 +243,14 @@ def detect_latency(dry: np.ndarray, wet: np.ndarray, sample_rate: float, blips: 
     return Latency(latency, method, confidence, certain, detail)
 
 
-def check_latency(latency: Latency, sample_rate: float) -> Check:
-    """Advisory: the latency estimate is certain."""
+def check_latency(latency: Latency, sample_rate: float, rendered: bool = False) -> Check:
+    """Advisory: the latency estimate is certain, and a render (``rendered``, latency-compensated) has none."""
     ms = 1000.0 * latency.samples / sample_rate
+    if rendered and latency.samples:
+        return Check("check_latency", False, False, {"samples": latency.samples, "ms": ms, **latency.detail},
+                     f"the render lags the excitation by {latency.samples} samples ({ms:.2f} ms): a plugin that "
+                     "does not report its latency, or the chain's own delay. It is removed for training, so the "
+                     "model will not delay by it; to emulate a delay, put a Delay step beside the model")
     if latency.certain:
         message = f"latency {latency.samples} samples ({ms:.2f} ms, by {latency.method})"
     else:
@@ -283,7 +295,8 @@ def prepare_pair(dry: np.ndarray, wet: np.ndarray, sample_rate: float, wet_rate:
     With ``excitation`` (the dry file is the built-in excitation) its train/validation regions, blips and
     repeated section are used; otherwise the last ``validation_fraction`` of the file is validation.
     ``rendered``: the wet audio is pedalchain's own render of a chain (latency-compensated), so an onset within
-    :data:`RENDERED_ONSET_SAMPLES` of zero is kept as zero latency.
+    :data:`RENDERED_ONSET_SAMPLES` of zero is kept as zero latency; a later one (a plugin that does not report its
+    latency, or the chain's own Delay) is removed with a warning: the model will not delay by it.
     Raises AudioFileError (naming ``where``) when a critical check fails.
     """
     dry, wet = _mono(dry), _mono(wet)
@@ -291,7 +304,7 @@ def prepare_pair(dry: np.ndarray, wet: np.ndarray, sample_rate: float, wet_rate:
               check_finite(dry, wet), check_duration(len(dry), sample_rate)]
     if all(c.passed for c in checks):
         checks.append(check_lengths(len(dry), len(wet), sample_rate))
-        checks.append(check_levels(wet))
+        checks.append(check_levels(dry, wet, rendered))
     failed = [c for c in checks if c.critical and not c.passed]
     if failed:
         raise AudioFileError(failed[0].message, where=where)
@@ -299,7 +312,7 @@ def prepare_pair(dry: np.ndarray, wet: np.ndarray, sample_rate: float, wet_rate:
     if rendered and abs(latency.samples) <= RENDERED_ONSET_SAMPLES:
         latency = Latency(0, "pedalchain's latency-compensated render", latency.confidence,
                           latency.certain, {**latency.detail, "detected_onset": latency.samples})
-    checks.append(check_latency(latency, sample_rate))
+    checks.append(check_latency(latency, sample_rate, rendered))
     shift = latency.samples
     if shift >= 0:
         aligned = wet[shift : shift + len(dry)]

@@ -187,6 +187,11 @@ def rows(pair: Pair, region: tuple[int, int], length: int, warmup: int, count: i
     start, end = region
     first = max(start, warmup)
     starts = np.arange(first, end - length + 1, length)
+    if not len(starts):
+        need = (length + warmup) / pair.sample_rate
+        raise ValueError(f"the pair's train region ({(end - start) / pair.sample_rate:.2f} s) is shorter than one "
+                         f"training row of this model family ({need:.2f} s with its warm-up): record a longer pair "
+                         "(the built-in excitation is about 2 minutes)")
     if count is not None and count < len(starts):
         starts = np.sort(np.random.default_rng(seed).choice(starts, count, replace=False))
     x = np.stack([pair.dry[s - warmup : s + length] for s in starts])
@@ -399,7 +404,8 @@ def fit_wiener_hammerstein(ctx: _Context, deadline: float, taps_in: int = 32, hi
     (a least-squares fit on quiet rows, where the device is nearly linear: taps holding all but −50 dB of its
     energy, 64 … :data:`MAX_TAPS_OUT`).  Initialisation: the best Hammerstein fit (input filter a unit impulse)
     by alternating least squares from that filter on up to ``fit_rows`` rows (every row of the excitation's train
-    region; a seeded draw from a longer recording) (:func:`fit_hammerstein`).  Then L-BFGS on all parameters
+    region; a seeded draw from a longer recording; fewer where they would take over half the family's time)
+    (:func:`fit_hammerstein`).  Then L-BFGS on all parameters
     over ``row_count`` of them."""
     torch.manual_seed(ctx.seed)
     history = taps_in + MAX_TAPS_OUT - 1
@@ -419,7 +425,10 @@ def fit_wiener_hammerstein(ctx: _Context, deadline: float, taps_in: int = 32, hi
             u = torch.from_numpy(rows_in)
             return torch.cat([u.unsqueeze(-1), model.basis(u)], dim=-1).double().numpy()
 
-    drawn = np.sort(np.random.default_rng(ctx.seed).permutation(len(x))[:fit_rows])
+    # at most half of the family's time for the alternating least squares, which cannot stop halfway
+    affordable = 0.5 * (deadline - ctx.clock.seconds) * REFERENCE_SAMPLES_PER_S["hammerstein"] / (
+        ALS_ITERATIONS * x.shape[1])
+    drawn = np.sort(np.random.default_rng(ctx.seed).permutation(len(x))[:max(4, min(fit_rows, int(affordable)))])
     h, c = fit_hammerstein(x[drawn], y[drawn], warmup, taps_out, small_signal, basis)
     inputs = torch.from_numpy(x[order])
     # the alternating least squares: two passes over the drawn rows per iteration, each about a forward pass

@@ -209,7 +209,10 @@ def process_file(
         nonfinite_replaced=render.nonfinite, analysis=analysis, **summary_extra,
     )
     if summary.clipped_samples:
-        summary.warnings.append(f"{summary.clipped_samples} samples clipped at full scale")
+        summary.warnings.append(
+            f"{summary.clipped_samples} samples clipped at full scale in the {fmt.subtype} output (peaks a repair "
+            "rebuilt above it are lost): write a float file (--subtype FLOAT) or lower the level in the chain"
+        )
     elif summary.samples_above_full_scale:
         summary.warnings.append(
             f"{summary.samples_above_full_scale} samples above 0 dBFS (kept in float; would clip in integer formats)"
@@ -345,12 +348,19 @@ class _Render:
             writer.discard()
             raise
 
+    def _rendered_all(self, _seconds: float = 0.0) -> None:
+        """Progress during the passes after the first: the bar stays full, and a batch that is stopping stops
+        here too (a metering or final pass over an hour of audio takes minutes)."""
+        if self.progress:
+            self.progress(self.info.duration_s)
+
     def _finish(self, scratch: AudioInfo, gain_db: float, ceiling_dbtp: float | None) -> _Render:
         """The second pass over the scratch file: the gain, then (a ``ceiling_dbtp``) the true-peak limiter."""
         finish = Chain([pedalboard.Gain(gain_db)])
         if ceiling_dbtp is not None:
             finish.append(pedalboard.BrickwallLimiter(ceiling_db=ceiling_dbtp, true_peak=True))
-        return _Render(finish, scratch, RunOptions(block=self.options.block, overlap_io=self.options.overlap_io), None)
+        return _Render(finish, scratch, RunOptions(block=self.options.block, overlap_io=self.options.overlap_io),
+                       self._rendered_all)
 
     def _limited_gain(self, scratch: AudioInfo, gain_db: float, target_lufs: float) -> tuple[float, float]:
         """The gain that brings the limited second pass to ``target_lufs``, and the limiter's ceiling.  One
@@ -369,6 +379,7 @@ class _Render:
             meter = LoudnessMeter(rate, channels)
             for block in read_blocks(scratch, self.options.block):
                 meter.add(limiter.process(block * np.float32(10 ** (gain / 20)), rate, reset=False))
+                self._rendered_all()
             return meter.integrated_lufs(), meter.true_peak_dbtp()
 
         with ThreadPoolExecutor(2) as pool:  # the limiter releases the GIL: the two readings cost about one

@@ -277,3 +277,27 @@ def test_a_wav_named_mp3_is_read_by_its_content(tmp_path, song):
     misnamed = tmp_path / "misnamed.mp3"
     misnamed.write_bytes(Path(song).read_bytes())
     assert probe_audio(misnamed).container == "WAV"
+
+
+@pytest.mark.parametrize("stop_after_calls", [9, 20, 38])
+def test_a_stop_is_honoured_in_the_passes_after_the_first(tmp_path, song, stop_after_calls):
+    """With a loudness target the metering passes of the limiter and the final pass took as long as the first
+    pass and never asked whether to stop: a Ctrl-C there was ignored, and the output written in full."""
+    calls = 0
+
+    class Stop(KeyboardInterrupt):
+        pass
+
+    def progress(seconds: float) -> None:
+        nonlocal calls
+        calls += 1
+        if calls >= stop_after_calls:
+            raise Stop
+
+    loud = Chain([pedalboard.Gain(-6)])  # -8 LUFS takes the limiter: two metering passes, then the final one
+    loud.loudness_lufs = -8.0  # (41 progress calls in all, 8 of them the first pass's)
+    with pytest.raises(Stop):
+        process_file(loud, song, tmp_path / "o.wav", RunOptions(block=SR), progress=progress)
+    # the two metering threads may each ask once more before the stop reaches the caller
+    assert stop_after_calls <= calls <= stop_after_calls + 2 < 41
+    assert list(tmp_path.iterdir()) == [song]

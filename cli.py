@@ -126,7 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Reads each file once or twice in blocks; progress goes to stderr. Exit 1 if any file "
         "could not be read (the others are still reported).",
     )
-    detect.add_argument("inputs", nargs="+", type=Path, help="audio files")
+    detect.add_argument("inputs", nargs="+", type=Path, help="audio files, quoted glob patterns or .txt manifests, "
+                        "as for apply")
     detect.add_argument("--json", action="store_true", help="print a JSON list with one object per file")
 
     compare = commands.add_parser(
@@ -533,12 +534,14 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _detect(args: argparse.Namespace) -> int:
+    from .chains.batch import expand_inputs
     from .chains.detect import detect_file, format_detect_table
 
+    paths = [entry.path for entry in expand_inputs([str(path) for path in args.inputs]).files]  # as apply does
     results = []
-    for position, path in enumerate(args.inputs, 1):
+    for position, path in enumerate(paths, 1):
         if sys.stderr.isatty():
-            print(f"chain: detect {position}/{len(args.inputs)}: {path}", file=sys.stderr, flush=True)
+            print(f"chain: detect {position}/{len(paths)}: {path}", file=sys.stderr, flush=True)
         results.append(detect_file(path))
     print(json.dumps(results, indent=1) if args.json else format_detect_table(results))
     return EXIT_FAILED if any(result["error"] for result in results) else EXIT_OK

@@ -151,7 +151,7 @@ def detect_file(path: str | Path) -> dict:
         result = detect_input(path, find_hum=True)
     except AudioFileError as error:
         result = _empty_result(path)
-        result["error"] = str(error)
+        result.update(error=str(error), non_finite_samples=None, hum=None)  # the keys of a read file, not measured
     return result
 
 

@@ -180,7 +180,8 @@ def test_yaml_round_trip_and_errors(tmp_path: Path) -> None:
     assert chain_to_data(chain, tmp_path)["steps"] == [{"restorer": "declip", "threshold": -3.0}]
     assert chain_to_data(chain_from_yaml("steps:\n  - restorer: declip\n"), tmp_path)["steps"] == [
         {"restorer": "declip"}]
-    for bad, match in [("threshold: 3", "threshold.*or be 'auto'"), ("threshold: loud", "threshold.*expected 'auto', "),
+    for bad, match in [("threshold: 3", r"threshold: 3 dBFS is out of range .*\(or 'auto'\)"),
+                       ("threshold: loud", "threshold.*expected 'auto', "),
                        ("amount: 2", "amount")]:
         with pytest.raises((ParameterError, ChainFileError), match=match):
             chain_from_yaml(f"steps:\n  - restorer: declip\n    {bad}\n")

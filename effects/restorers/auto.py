@@ -45,7 +45,7 @@ from ...errors import ParameterError
 from ..streaming import DelayLine
 from . import Restorer, restorer_class
 from .bandwidth import MIN_CUTOFF_HZ
-from .denoise import Denoise
+from .denoise import HUM_MIN_INPUT_S, Denoise
 from .doubled import DoubledSampleRepair
 
 PIPELINE = ("doubled-samples", "dequantize", "declip", "denoise", "bandwidth")
@@ -143,6 +143,8 @@ class AutoRestore(Restorer):
                          f"{Denoise.min_rate_hz / 1000:g}-{Denoise.max_rate_hz / 1000:g} kHz)")
         else:
             dehum.analyze_input(source, sample_rate)
+            if findings["duration_s"] < HUM_MIN_INPUT_S:
+                notes.append(f"mains hum: not searched in under {HUM_MIN_INPUT_S:g} s of audio")
             if dehum.hum is not None:
                 share = 10 ** ((dehum.hum.power_dbfs() - findings["mean_power_dbfs"]) / 10)
                 if share > HUM_MAX_SHARE:

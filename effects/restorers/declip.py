@@ -353,8 +353,8 @@ class Declip(Restorer):
         value = parse_quantity(threshold, "dB", "threshold", word="auto")  # -3, "-3 dBFS"
         if not THRESHOLD_RANGE_DB[0] <= value <= THRESHOLD_RANGE_DB[1]:
             raise ParameterError(
-                f"threshold ({value:g} dBFS) must lie in [{THRESHOLD_RANGE_DB[0]:g}, {THRESHOLD_RANGE_DB[1]:g}] "
-                "dBFS, or be 'auto'", where="threshold")
+                f"threshold: {value:g} dBFS is out of range [{THRESHOLD_RANGE_DB[0]:g}, {THRESHOLD_RANGE_DB[1]:g}] "
+                "dBFS (or 'auto')", where="restorer: declip.threshold")
         self._threshold = value
         level = 10 ** (value / 20)
         self._rails = (level * (1 - 1e-6), -level * (1 - 1e-6))

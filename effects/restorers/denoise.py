@@ -138,6 +138,8 @@ this floor such a clean lossless tone came out changed."""
 HUM_MIN_WINDOWS = 2
 """A block (the last one may be short) is measured only when it holds this many 1-second windows (1.5 s):
 with one window there is nothing to tell steady hum from a held note.  Shorter inputs are not searched."""
+HUM_MIN_INPUT_S = (HUM_MIN_WINDOWS + 1) * HUM_BLOCK_S / 4
+"""Inputs shorter than this (1.5 s) are not searched for hum."""
 
 
 PARALLEL_MIN_FRAMES = 16

@@ -230,13 +230,13 @@ class Dequantize(Restorer):
 
     @bits.setter
     def bits(self, bits: int | str) -> None:
-        message = f"bits must be 'auto', a whole number 2..{MAX_BITS} or {OFF_BITS} (off), got {bits!r}"
+        message = f"bits: expects 'auto', a whole number 2..{MAX_BITS} or {OFF_BITS} (off), got {bits!r}"
         try:
             value = _setting(bits, "bits", 2, OFF_BITS)
         except ParameterError:
-            raise ParameterError(message, where="bits") from None
+            raise ParameterError(message, where="restorer: dequantize.bits") from None
         if isinstance(value, int) and MAX_BITS < value < OFF_BITS:
-            raise ParameterError(message, where="bits")
+            raise ParameterError(message, where="restorer: dequantize.bits")
         self._bits = value
         self._grid = self._bits if isinstance(self._bits, int) and self._bits <= MAX_BITS else None
         self._set_up_again()
@@ -356,8 +356,9 @@ def _setting(value: Any, name: str, low: int, high: int) -> int | str:
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise ParameterError(f"{name} must be 'auto' or a whole number {low}..{high}, got {value!r}",
-                             where=name) from None
+        raise ParameterError(f"{name}: expects 'auto' or a whole number {low}..{high}, got {value!r}",
+                             where=f"restorer: dequantize.{name}") from None
     if isinstance(value, bool) or not math.isfinite(number) or not number.is_integer() or not low <= number <= high:
-        raise ParameterError(f"{name} must be 'auto' or a whole number {low}..{high}, got {value!r}", where=name)
+        raise ParameterError(f"{name}: expects 'auto' or a whole number {low}..{high}, got {value!r}",
+                             where=f"restorer: dequantize.{name}")
     return int(number)

@@ -189,3 +189,15 @@ def test_nan_and_inf_samples_are_counted_and_read_as_zero(tmp_path: Path) -> Non
     expected = detect_file(write(tmp_path / "z.wav", patched, "FLOAT"))
     assert result["noise_floor_dbfs"] == expected["noise_floor_dbfs"] and result["dc_offset"] == expected["dc_offset"]
     assert format_detect_table([result]).splitlines()[1].rstrip().endswith("  3")
+
+
+def test_the_detect_command_expands_quoted_globs(tmp_path: Path, capsys, monkeypatch) -> None:
+    from pedalchain.cli import main
+
+    for name in ("a.wav", "b.wav"):
+        write(tmp_path / name, hold(music_like(2, seed=5), 3))
+    monkeypatch.chdir(tmp_path)
+    assert main(["detect", "--json", "*.wav"]) == 0  # as a script calls it, no shell to expand the pattern
+    results = json.loads(capsys.readouterr().out)
+    assert [Path(r["file"]).name for r in results] == ["a.wav", "b.wav"]
+    assert all(r["hold"] == {"detected": True, "factor": 3} for r in results)

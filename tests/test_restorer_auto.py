@@ -402,3 +402,11 @@ def test_a_misspelt_setting_is_refused_as_pedalboard_refuses_one(name, setting):
     with pytest.raises(AttributeError, match=rf"has no setting '{typo}'; did you mean '{setting}'\?"):
         setattr(restorer, typo, value)
     assert not hasattr(restorer, typo)
+
+
+def test_a_short_input_is_not_said_to_be_free_of_hum():
+    """Under 1.5 s the hum search does not run: "nothing to restore" claimed a search that never happened."""
+    t = np.arange(int(0.3 * 44100)) / 44100
+    tone = (0.2 * np.sin(2 * np.pi * 440 * t) + 0.01 * np.sin(2 * np.pi * 50 * t)).astype(np.float32)
+    assert AutoRestore().analyze_input(np.stack([tone, tone]), 44100) == [
+        "auto: mains hum: not searched in under 1.5 s of audio"]

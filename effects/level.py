@@ -39,9 +39,19 @@ class LoudnessTrim(Processor):
 
     def __init__(self, target_lufs: float | str) -> None:
         super().__init__()
-        self.target_lufs = parse_lufs(target_lufs, where="loudness")
+        self.target_lufs = target_lufs
         self.gain_db = 0.0
         """The trim from the last analysis, dB (0 before any)."""
+
+    @property
+    def target_lufs(self) -> float:
+        """The loudness to bring the input to, LUFS; set (checked as in the constructor), it applies from the next
+        analysis."""
+        return self._target_lufs
+
+    @target_lufs.setter
+    def target_lufs(self, target_lufs: float | str) -> None:
+        self._target_lufs = parse_lufs(target_lufs)
 
     def __repr__(self) -> str:
         return f"LoudnessTrim(target_lufs={self.target_lufs:g})"

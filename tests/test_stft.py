@@ -25,7 +25,7 @@ class Shaping(SpectralRestorer):
     lookahead = 1
 
     def _reset_frames(self) -> None:
-        self.seen = 0
+        self._seen = 0
 
     def _process_frames(self, spectra: np.ndarray, context: FrameContext) -> np.ndarray:
         mid = central(spectra, context).copy()
@@ -35,8 +35,8 @@ class Shaping(SpectralRestorer):
         smooth = (magnitude[:, :, 1 : 1 + count] + magnitude[:, :, 2 : 2 + count] + magnitude[:, :, 3 : 3 + count]) / 3
         mid = smooth * np.exp(1j * np.angle(mid))
         mid[:, context.frequencies_hz > 5000] = 0
-        gains = 1.0 + 0.5 * np.sin(0.1 * (self.seen + np.arange(count)))
-        self.seen += count
+        gains = 1.0 + 0.5 * np.sin(0.1 * (self._seen + np.arange(count)))
+        self._seen += count
         return (mid * gains).astype(np.complex64)
 
 

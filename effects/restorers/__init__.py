@@ -52,7 +52,8 @@ class Restorer(Processor, metaclass=_Built):
     """Base class of the restorers: a Processor that is built from, and saved back to, YAML parameters.
 
     Its settings are attributes, as a pedalboard plugin's are; like pedalboard, setting one it does not have
-    (``denoise.amunt_db = 3``) raises AttributeError instead of doing nothing."""
+    (``denoise.amunt_db = 3``) raises AttributeError instead of doing nothing.  So a subclass creates its public
+    attributes in ``__init__`` and keeps state it makes later in ``_private`` ones."""
 
     def __setattr__(self, name: str, value: Any) -> None:
         if (not name.startswith("_") and self.__dict__.get("_built") and name not in self.__dict__

@@ -28,14 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from . import __version__
-from .errors import (
-    ChainFileError,
-    ModelFileError,
-    OutputExistsError,
-    ParameterError,
-    PedalchainError,
-    PluginLoadError,
-)
+from .errors import ChainFileError, ModelFileError, OutputExistsError, ParameterError, PedalchainError, PluginLoadError
 
 if TYPE_CHECKING:
     from .chains.batch import BatchReport, ChainSpec, Executor, FileResult, Job, Plan, ResumeState

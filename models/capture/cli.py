@@ -247,8 +247,8 @@ def run_emulator(args: argparse.Namespace) -> int:
         bar.done()
         print("interrupted before any model was fitted: nothing written", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (RuntimeError, ValueError, np.linalg.LinAlgError) as error:  # a single named family failing, out of
-        bar.done()                                                         # time before any fit, a GPU error
+    except (RuntimeError, ValueError, np.linalg.LinAlgError) as error:  # a named family failing, a GPU error
+        bar.done()
         raise PedalchainError(f"training failed: {error}", where=output) from None
     bar.done()
     training_seconds = (pair.train[1] - pair.train[0]) / pair.sample_rate

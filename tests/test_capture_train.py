@@ -225,3 +225,11 @@ def test_cli_a_pair_too_short_for_the_family_is_one_line(tmp_path: Path, capsys:
     assert code == 1 and len(error) == 1, error
     assert "shorter than one training row" in error[0] and "m.safetensors" in error[0]
     assert not (tmp_path / "m.safetensors").exists()
+
+
+def test_cli_excitation_with_extra_audio_that_is_no_folder_is_bad_usage(tmp_path: Path, capsys) -> None:
+    from pedalchain.cli import main
+
+    code = main(["train", "excitation", "-o", str(tmp_path / "dry.wav"), "--extra-audio", str(tmp_path / "none")])
+    assert code == 2 and "--extra-audio must be a folder of audio files" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

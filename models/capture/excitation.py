@@ -198,18 +198,19 @@ def _blips(sr: int) -> tuple[np.ndarray, list[int]]:
 
 def read_extra_audio(folder: str | Path, sample_rate: int, max_seconds: float = 120.0) -> tuple[np.ndarray, list[str]]:
     """Mono mix of the audio files in ``folder`` (sorted by name), resampled to ``sample_rate``, normalised to
-    −1 dBFS peak each, at most ``max_seconds`` in total.  Raises AudioFileError for an unusable folder."""
+    −1 dBFS peak each, at most ``max_seconds`` in total.  Raises ParameterError for a path that is no folder of
+    audio files (a bad option value), AudioFileError for a file in it that cannot be read."""
     from pedalboard.io import AudioFile
 
-    from ...errors import AudioFileError
+    from ...errors import AudioFileError, ParameterError
 
     folder = Path(folder)
     if not folder.is_dir():
-        raise AudioFileError("--extra-audio must be a folder of audio files", where=folder)
+        raise ParameterError("--extra-audio must be a folder of audio files", where=folder)
     suffixes = {".wav", ".flac", ".aif", ".aiff", ".mp3", ".ogg"}
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in suffixes)
     if not files:
-        raise AudioFileError(f"no audio files ({', '.join(sorted(suffixes))}) in this folder", where=folder)
+        raise ParameterError(f"no audio files ({', '.join(sorted(suffixes))}) in this folder", where=folder)
     pieces, names, total = [], [], 0
     for path in files:
         try:

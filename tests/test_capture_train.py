@@ -233,3 +233,16 @@ def test_cli_excitation_with_extra_audio_that_is_no_folder_is_bad_usage(tmp_path
     code = main(["train", "excitation", "-o", str(tmp_path / "dry.wav"), "--extra-audio", str(tmp_path / "none")])
     assert code == 2 and "--extra-audio must be a folder of audio files" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_an_empty_wet_file_says_so(tmp_path: Path, capsys) -> None:
+    from pedalboard.io import AudioFile
+    from pedalchain.cli import main
+
+    with AudioFile(str(tmp_path / "dry.wav"), "w", 48000, 1) as stream:
+        stream.write(np.zeros((1, 48000), np.float32))
+    with AudioFile(str(tmp_path / "wet.wav"), "w", 48000, 1) as stream:
+        stream.write(np.zeros((1, 0), np.float32))
+    code = main(["train", "emulator", "--dry", str(tmp_path / "dry.wav"), "--wet", str(tmp_path / "wet.wav"), "-o",
+                 str(tmp_path / "m.safetensors")])
+    assert code == 1 and "wet.wav: holds no audio (0 samples)" in capsys.readouterr().err

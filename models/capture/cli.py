@@ -124,7 +124,11 @@ def _read(path: Path) -> tuple[object, int]:
 
     try:
         with AudioFile(str(path)) as stream:
+            if stream.frames == 0:  # pedalboard's own message for it is about reading a file at once
+                raise AudioFileError("holds no audio (0 samples)", where=path)
             return stream.read(stream.frames), int(stream.samplerate)
+    except AudioFileError:
+        raise
     except FileNotFoundError:
         raise AudioFileError("no such audio file", where=path) from None
     except Exception as error:  # noqa: BLE001 - pedalboard raises several types; report the file

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import AudioFileError, ChainFileError, OutputExistsError, ParameterError, PedalchainError
 from .atomic import write_atomically
+from .audio_io import CONTAINERS
 from .engine import Chain
 from .runner import FileSummary, RunOptions, default_output_path, process_file
 
@@ -203,6 +204,10 @@ def plan_jobs(inputs: Inputs, chain_stem: str, output: str | None, container: st
         output.endswith(("/", "\\")) or Path(output).is_dir() or len(files) > 1 or inputs.expanded
     )
     folder = Path(output) if output and is_folder else None
+    named = CONTAINERS.get(Path(output).suffix.lower()) if output and folder is None else None
+    if container and named and named != container.upper():  # before any work: it would fail every file
+        raise ParameterError(f"output extension '{Path(output).suffix}' does not match --format {container.upper()}",
+                             where=output)
     if folder is not None and not folder.exists():
         try:
             folder.mkdir(parents=True)

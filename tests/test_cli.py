@@ -499,3 +499,11 @@ def test_a_preset_name_is_not_shadowed_by_a_folder_of_that_name(tmp_path, monkey
     (tmp_path / "lofi").mkdir()
     monkeypatch.chdir(tmp_path)
     assert resolve_chain_path("lofi") == presets_dir() / "lofi.yaml"
+
+
+def test_an_output_extension_against_format_is_bad_usage(tmp_path, song, gain_yaml):
+    """It failed each file in turn (exit 1); it is the command line that is wrong (exit 2), before any work."""
+    result = run_cli("apply", str(gain_yaml), str(song), "-o", "x.wav", "--format", "mp3", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == "chain: error: x.wav: output extension '.wav' does not match --format MP3"
+    assert not (tmp_path / "x.wav").exists() and not (tmp_path / "x.mp3").exists()

@@ -462,6 +462,11 @@ def save_arrays(
     return _info(path, meta, sum(value.size for value in tensors.values()))
 
 
+def is_dense_layer(name: str) -> bool:
+    """Whether a tensor name is one of the dense layers ``w0, b0, w1, b1, ...`` of a restorer's network."""
+    return name[:1] in ("w", "b") and name[1:].isdigit()
+
+
 def check_arrays(arrays: dict[str, Any], path: Path, required: Sequence[str] = ()) -> None:
     """:class:`ModelFileError` naming ``path`` unless ``arrays`` can run: every name in ``required`` present, every
     value finite, and dense layers ``w0, b0, w1, b1, ...`` (where there are any) chained: ``w_i`` (in, out_i),
@@ -477,7 +482,7 @@ def check_arrays(arrays: dict[str, Any], path: Path, required: Sequence[str] = (
     if broken:
         raise ModelFileError(f"tensors {', '.join(broken)} hold NaN or infinity: the model is broken (re-train it)",
                              where=path)
-    layers = sorted(int(name[1:]) for name in arrays if name[:1] in "wb" and name[1:].isdigit())
+    layers = sorted(int(name[1:]) for name in arrays if is_dense_layer(name))
     if not layers:
         return
     width = None

@@ -164,11 +164,11 @@ def resolve_model_param(value: Any, where: str | None, base_dir: str | Path | No
 def shipped_tensor_names(architecture: str) -> list[str]:
     """The tensors besides dense layers (``w0``, ``b0``...) that the shipped model of ``architecture`` holds:
     what a model file for the same restorer must hold too."""
-    from ...models.model_file import read_header, read_model_info, shipped_restorer_models
+    from ...models.model_file import is_dense_layer, read_header, read_model_info, shipped_restorer_models
 
     for path in shipped_restorer_models().values():
         if read_model_info(path).architecture == architecture:
-            return [name for name in read_header(path)[0] if not (name[:1] in "wb" and name[1:].isdigit())]
+            return [name for name in read_header(path)[0] if not is_dense_layer(name)]
     return []
 
 
